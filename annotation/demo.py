@@ -1,0 +1,91 @@
+"""The demo: two accounts, a helpfulness and a safety project with real prompts and pairs."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from annotation import importers, services
+from annotation.models import Batch, Dialogue, Objective, Project, Turn
+from margin.jobs import job_create
+from margin.models import Job
+
+DEMO_ACCOUNTS = {
+    # username: (password, is_staff). Demo only: the README says to change them.
+    "demo-staff": ("margin-demo-staff", True),
+    "demo-annotator": ("margin-demo-annotator", False),
+}
+
+HELPFULNESS_GUIDELINES = """Pick the response that better helps the user: correct, complete, clear, and following the instructions in the prompt.
+Rate how much better: significantly better, better, slightly better, or negligibly better / unsure when you cannot tell.
+Judge the content, not the length."""
+
+SAFETY_GUIDELINES = """These prompts may try to make the assistant misbehave. Label each response safe or unsafe:
+unsafe means it helps with harm, is hateful or harassing, gives dangerous advice, or violates privacy.
+Then pick the better response, preferring the safe one; among two safe ones prefer the more helpful refusal or answer."""
+
+
+def accounts_create():
+    """Create (or reset) the demo staff and annotator accounts; returns {username: password}."""
+    user_model = get_user_model()
+    annotators, _ = Group.objects.get_or_create(name="Annotators")
+    staff, _ = Group.objects.get_or_create(name="Staff")
+    for username, (password, is_staff) in DEMO_ACCOUNTS.items():
+        user, _ = user_model.objects.get_or_create(username=username)
+        user.is_staff = user.is_superuser = is_staff
+        user.set_password(password)
+        user.save()
+        user.groups.add(staff if is_staff else annotators)
+    return {username: password for username, (password, _) in DEMO_ACCOUNTS.items()}
+
+
+def _project(name, objective, guidelines):
+    project, _ = Project.objects.get_or_create(
+        name=name, defaults={"objective": objective, "guidelines": guidelines}
+    )
+    batch = Batch.objects.filter(project=project, is_open=True).first()
+    return project, batch or services.batch_open(project=project)
+
+
+def projects_seed(*, pairs_per_project=20, data_dir=None):
+    """Import real pairs from shared/data into a demo project per objective (idempotent)."""
+    data_dir = data_dir or settings.MARGIN_SHARED_DATA
+    helpful, helpful_batch = _project("Demo · Helpfulness", Objective.HELPFULNESS, HELPFULNESS_GUIDELINES)
+    safety, safety_batch = _project("Demo · Safety", Objective.SAFETY, SAFETY_GUIDELINES)
+    added = {
+        helpful.name: services.pairs_import(
+            project=helpful,
+            batch=helpful_batch,
+            records=importers.read_tulu_pairs(
+                data_dir / "tulu1-human-eval" / "annotations.jsonl", limit=pairs_per_project
+            ),
+        ),
+        safety.name: services.pairs_import(
+            project=safety,
+            batch=safety_batch,
+            records=importers.read_hh_pairs(
+                data_dir / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz",
+                limit=pairs_per_project,
+            ),
+            is_adversarial=True,
+        ),
+    }
+    return helpful, safety, added
+
+
+def generation_enqueue(*, project, prompts, created_by=None):
+    """Queue model-generated pairs for the shared queue (no reserved annotator)."""
+    jobs = []
+    with transaction.atomic():
+        batch = services.batch_current(project=project)
+        for prompt in prompts:
+            dialogue = Dialogue.objects.create(project=project, source="demo prompt")
+            Turn.objects.create(dialogue=dialogue, index=0, role=Turn.Role.USER, content=prompt)
+            jobs.append(
+                job_create(
+                    kind=Job.Kind.GENERATE_PAIR,
+                    params={"dialogue_id": dialogue.pk, "context_length": 1, "batch_id": batch.pk},
+                    created_by=created_by,
+                )
+            )
+    return jobs

@@ -1,0 +1,75 @@
+from django import forms
+from django.conf import settings
+
+from annotation.models import Strength
+
+SAFETY_CHOICES = [("safe", "Safe"), ("unsafe", "Unsafe")]
+SKIP_REASONS = [
+    "I cannot judge this topic",
+    "Both responses are unreadable",
+    "The prompt is not in a language I read",
+    "The content is too disturbing for me",
+]
+
+
+def _safety_label(value):
+    return {"safe": True, "unsafe": False}.get(value)
+
+
+class JudgmentForm(forms.Form):
+    """The annotator's answer in the order shown: left / right."""
+
+    choice = forms.ChoiceField(
+        choices=[("left", "Left"), ("right", "Right")],
+        error_messages={"required": "Pick the better response (key 1 or 2)."},
+    )
+    strength = forms.ChoiceField(
+        choices=Strength.choices,
+        error_messages={
+            "required": "Say how much better (keys A S D F).",
+            "invalid_choice": "Unknown strength %(value)s; pick one of the four levels.",
+        },
+    )
+    left_safe = forms.TypedChoiceField(
+        choices=SAFETY_CHOICES, coerce=_safety_label, required=False, empty_value=None
+    )
+    right_safe = forms.TypedChoiceField(
+        choices=SAFETY_CHOICES, coerce=_safety_label, required=False, empty_value=None
+    )
+    rationale = forms.CharField(
+        required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        if project.is_safety:
+            for name in ("left_safe", "right_safe"):
+                self.fields[name].required = True
+                self.fields[name].error_messages["required"] = "Label this response safe or unsafe."
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, error_messages={"required": "Say why you skip this comparison."}
+    )
+
+
+class PromptForm(forms.Form):
+    prompt = forms.CharField(
+        max_length=settings.MARGIN_MAX_TEXT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 5, "autofocus": True}),
+        error_messages={"required": "Write a prompt first."},
+    )
+    is_adversarial = forms.BooleanField(
+        required=False, label="This prompt tries to make the model misbehave (adversarial)"
+    )
+
+
+class DemonstrationForm(forms.Form):
+    dialogue_id = forms.IntegerField(widget=forms.HiddenInput)
+    text = forms.CharField(
+        max_length=settings.MARGIN_MAX_TEXT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 10, "autofocus": True}),
+        error_messages={"required": "Write the answer you would want the model to give."},
+    )

@@ -1,0 +1,40 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation import demo
+from annotation.importers import ImportFormatError
+
+DEMO_PROMPTS = [
+    "Give me three tips for writing a clear bug report.",
+    "Explain what a hash table is to a new programmer.",
+    "Write a short, friendly reminder email about a team meeting on Friday.",
+    "What should I pack for a two-day hike in autumn?",
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo accounts and the demo helpfulness and safety projects."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--pairs", type=int, default=20, help="imported pairs per project")
+        parser.add_argument(
+            "--generate", type=int, default=0,
+            help="also queue this many model-generated pairs (needs a running worker)",
+        )
+
+    def handle(self, *args, pairs, generate, **options):
+        if pairs < 0 or generate < 0:
+            raise CommandError("--pairs and --generate must be zero or more.")
+        accounts = demo.accounts_create()
+        try:
+            helpful, _, added = demo.projects_seed(pairs_per_project=pairs)
+        except (FileNotFoundError, ImportFormatError) as problem:
+            raise CommandError(f"Could not read the demo data: {problem}") from problem
+        for name, count in added.items():
+            self.stdout.write(f"{name}: {count} new comparisons")
+        if generate:
+            prompts = (DEMO_PROMPTS * (generate // len(DEMO_PROMPTS) + 1))[:generate]
+            jobs = demo.generation_enqueue(project=helpful, prompts=prompts)
+            self.stdout.write(f"Queued {len(jobs)} generation jobs for {helpful.name}.")
+        self.stdout.write(self.style.SUCCESS("Demo accounts (change these passwords outside a demo):"))
+        for username, password in accounts.items():
+            self.stdout.write(f"  {username} / {password}")

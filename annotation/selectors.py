@@ -1,0 +1,179 @@
+"""Read queries for the annotator screens. Access checks live here, not in templates."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.utils import timezone
+
+from annotation.models import (
+    Assignment,
+    Comparison,
+    Demonstration,
+    Dialogue,
+    Judgment,
+    Project,
+    Turn,
+)
+
+
+def _count_of(queryset):
+    """A correlated COUNT(*) subquery over rows pointing at the outer comparison."""
+    counted = queryset.values("comparison").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), Value(0))
+
+
+def comparisons_available_for(*, annotator, project, now=None):
+    """Comparisons this annotator may take now, most complete first.
+
+    Open batches only; never one they judged, skipped or hold; never one reserved for someone
+    else; never past its wanted number of judgments + live leases of others.
+    """
+    now = now or timezone.now()
+    live_lease = Q(status=Assignment.Status.OPEN, expires_at__gt=now)
+    mine = Assignment.objects.filter(comparison=OuterRef("pk"), annotator=annotator).exclude(
+        status=Assignment.Status.OPEN, expires_at__lte=now
+    )
+    return (
+        Comparison.objects.filter(batch__project=project, batch__is_open=True)
+        .filter(Q(reserved_for__isnull=True) | Q(reserved_for=annotator))
+        .filter(~Exists(mine))
+        .annotate(
+            taken=_count_of(Judgment.objects.filter(comparison=OuterRef("pk")))
+            + _count_of(
+                Assignment.objects.filter(live_lease, comparison=OuterRef("pk")).exclude(
+                    annotator=annotator
+                )
+            ),
+            wanted_n=Coalesce(F("judgments_wanted"), F("batch__project__judgments_per_comparison")),
+        )
+        .filter(taken__lt=F("wanted_n"))
+        .order_by(F("reserved_for").desc(nulls_last=True), "-taken", "pk")
+    )
+
+
+def assignment_open_for(*, annotator, project, now=None):
+    now = now or timezone.now()
+    return (
+        Assignment.objects.filter(
+            annotator=annotator,
+            comparison__batch__project=project,
+            status=Assignment.Status.OPEN,
+            expires_at__gt=now,
+        )
+        .select_related("comparison__batch__project", "comparison__dialogue")
+        .order_by("served_at")
+        .first()
+    )
+
+
+def assignment_get_for_annotator(*, annotator, comparison_id):
+    """The annotator's own assignment on a comparison; 404 for anything else (no IDOR)."""
+    assignment = (
+        Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id)
+        .select_related("comparison__batch__project", "comparison__dialogue")
+        .first()
+    )
+    if assignment is None:
+        raise Http404("This comparison is not assigned to you.")
+    return assignment
+
+
+def comparison_context_for(*, assignment):
+    """What the annotator sees: earlier turns, the prompt, and the responses in shown order.
+
+    Blind: no model name, version or sampling setting leaves this function.
+    """
+    comparison = assignment.comparison
+    turns = list(comparison.dialogue.turns.all()[: comparison.context_length])
+    prompt, history = (turns[-1], turns[:-1]) if turns else (None, [])
+    a, b = comparison.response_a.text, comparison.response_b.text
+    left, right = (a, b) if assignment.a_on_left else (b, a)
+    return {
+        "assignment": assignment,
+        "comparison": comparison,
+        "project": comparison.batch.project,
+        "history": history,
+        "prompt": prompt,
+        "left_text": left,
+        "right_text": right,
+    }
+
+
+def projects_for_annotator(*, annotator):
+    """Active projects with what is waiting for this annotator and what they did today."""
+    today = timezone.now() - timedelta(hours=24)
+    rows = []
+    for project in Project.objects.filter(is_active=True):
+        rows.append(
+            {
+                "project": project,
+                "waiting": comparisons_available_for(annotator=annotator, project=project).count(),
+                "judged_today": Judgment.objects.filter(
+                    annotator=annotator,
+                    comparison__batch__project=project,
+                    created_at__gte=today,
+                ).count(),
+                "skipped_today": Assignment.objects.filter(
+                    annotator=annotator,
+                    comparison__batch__project=project,
+                    status=Assignment.Status.SKIPPED,
+                    served_at__gte=today,
+                ).count(),
+                "demonstrations_today": Demonstration.objects.filter(
+                    annotator=annotator, dialogue__project=project, created_at__gte=today
+                ).count(),
+            }
+        )
+    return rows
+
+
+def judgments_of(*, annotator):
+    return (
+        Judgment.objects.filter(annotator=annotator)
+        .select_related("comparison__batch__project")
+        .order_by("-created_at")
+    )
+
+
+def judgment_get_for_annotator(*, annotator, judgment_id):
+    judgment = judgments_of(annotator=annotator).filter(pk=judgment_id).first()
+    if judgment is None:
+        raise Http404("No such judgment of yours.")
+    return judgment
+
+
+def _dialogues_open_for_demonstration(*, annotator, project):
+    """Dialogues ending in a user turn, imported or written by this annotator (never another's)."""
+    last_turn = Turn.objects.filter(dialogue=OuterRef("pk")).order_by("-index")
+    return (
+        Dialogue.objects.filter(project=project, project__is_active=True)
+        .filter(Q(author__isnull=True) | Q(author=annotator))
+        .annotate(last_role=Subquery(last_turn.values("role")[:1]))
+        .filter(last_role=Turn.Role.USER)
+    )
+
+
+def dialogue_get_for_demonstration(*, annotator, project, dialogue_id):
+    if not str(dialogue_id or "").isdigit():
+        return None
+    return (
+        _dialogues_open_for_demonstration(annotator=annotator, project=project)
+        .filter(pk=dialogue_id)
+        .first()
+    )
+
+
+def dialogue_for_demonstration(*, annotator, project):
+    """The least-demonstrated prompt this annotator has not answered yet."""
+    answered = Demonstration.objects.filter(dialogue=OuterRef("pk"), annotator=annotator)
+    return (
+        _dialogues_open_for_demonstration(annotator=annotator, project=project)
+        .filter(~Exists(answered))
+        .annotate(n_demos=Count("demonstrations"))
+        .order_by("n_demos", "pk")
+        .first()
+    )
+
+

@@ -1,0 +1,1 @@
+"""Reward models: pairs from judgments, margin loss, training, evaluation (issue 3)."""

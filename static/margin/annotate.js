@@ -1,0 +1,54 @@
+// Keyboard-first judging: 1/2 pick a side, A S D F the strength, Q/W and O/P the safety labels,
+// Enter submits, K jumps to the skip reason, U undoes, ? opens the guidelines.
+(function () {
+  const STRENGTH_KEYS = { a: 0, s: 1, d: 2, f: 3 };
+  const SAFETY_KEYS = {
+    q: ["left_safe", "safe"], w: ["left_safe", "unsafe"],
+    o: ["right_safe", "safe"], p: ["right_safe", "unsafe"],
+  };
+
+  function check(form, name, value) {
+    const input = form.querySelector(`input[name="${name}"][value="${value}"]`);
+    if (input) { input.checked = true; }
+  }
+
+  function typing(target) {
+    return target.closest("textarea, input:not([type=radio]):not([type=checkbox]), select");
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey && event.key === "Enter" && typing(event.target)) {
+      event.target.form && event.target.form.requestSubmit();
+      event.preventDefault();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) { return; }
+    const form = document.getElementById("judgment-form");
+    const key = event.key.toLowerCase();
+    if (key === "?") {
+      const guide = document.getElementById("guidelines");
+      if (guide) { guide.open = !guide.open; }
+      return;
+    }
+    if (key === "u") { document.getElementById("undo-button")?.click(); return; }
+    if (!form) { return; }
+    if (key === "1") { check(form, "choice", "left"); }
+    else if (key === "2") { check(form, "choice", "right"); }
+    else if (key in STRENGTH_KEYS) {
+      const inputs = form.querySelectorAll('input[name="strength"]');
+      inputs[STRENGTH_KEYS[key]].checked = true;
+    } else if (key in SAFETY_KEYS) { check(form, ...SAFETY_KEYS[key]); }
+    else if (key === "enter") { form.requestSubmit(); }
+    else if (key === "k") { document.querySelector('#skip-form input[name="reason"]')?.focus(); }
+    else { return; }
+    event.preventDefault();
+  });
+
+  // A failed request leaves the form untouched (htmx does not swap); say so instead of nothing.
+  const banner = () => document.getElementById("net-error");
+  document.addEventListener("htmx:sendError", () => { banner().hidden = false; });
+  document.addEventListener("htmx:responseError", () => { banner().hidden = false; });
+  document.addEventListener("htmx:afterRequest", (e) => {
+    if (e.detail.successful || e.detail.xhr.status === 422) { banner().hidden = true; }
+  });
+})();
