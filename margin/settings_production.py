@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from margin.settings import *  # noqa: F401,F403
-from margin.settings import env_bool
+from margin.settings import MIDDLEWARE, env_bool
 
 try:
     SECRET_KEY = os.environ["SECRET_KEY"]
@@ -13,6 +13,8 @@ except KeyError as missing:
     raise ImproperlyConfigured("Set SECRET_KEY in the environment for production.") from missing
 
 DEBUG = False
+# Static files served by the app server itself (whitenoise), right after SecurityMiddleware.
+MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True

@@ -52,15 +52,19 @@ def generate_responses(
     return responses
 
 
-def _prompt_ids(tokenizer, conversation: list[dict]) -> list[int]:
+def chat_prompt(tokenizer, conversation: list[dict]) -> str:
+    """The text the model continues: every turn in the chat template, then the assistant header."""
     if not conversation or conversation[-1].get("role") != "user":
         raise ValueError("a conversation must be a non-empty list of messages ending with a user turn")
     for message in conversation:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise ValueError(f"bad chat message {message!r}: needs a role in {ROLES} and string content")
-    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
+
+def _prompt_ids(tokenizer, conversation: list[dict]) -> list[int]:
     # The chat template already writes any BOS token; adding special tokens would double it.
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(chat_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
 
 
 def _generation_config(tokenizer, config: SamplingConfig) -> GenerationConfig:

@@ -36,7 +36,7 @@ def build_tiny_model(dest: Path) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,  # tied random embeddings make greedy decoding echo the last prompt token
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)

@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API in tests
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CACHE = REPO / "var" / "test-cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path():
+    """A tiny random Llama with the real SmolLM2 tokenizer, saved as a store checkpoint."""
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(TEST_CACHE / "tiny-llama")
+
+
+@pytest.fixture
+def tiny_policy(db, tiny_model_path):
+    """The tiny model registered as the only active policy version."""
+    from rlhf.models import PolicyVersion
+
+    return PolicyVersion.objects.create(name="tiny", checkpoint_path=str(tiny_model_path))
+
+
+@pytest.fixture(autouse=True)
+def _model_store(settings, tmp_path):
+    settings.MARGIN_MODEL_STORE = tmp_path / "models"
+    settings.MARGIN_MAX_NEW_TOKENS = 8
