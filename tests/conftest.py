@@ -1,7 +1,18 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# The suite's own Redis (tests/integration starts it): set before Django reads its settings.
+os.environ["REDIS_URL"] = f"redis://127.0.0.1:{_free_port()}/0"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API in tests

@@ -1,0 +1,44 @@
+"""A real redis-server and Celery worker run the generation job; responses land in the DB."""
+
+import pytest
+
+from annotation import services
+from annotation.models import Comparison
+from margin.celery import app
+from margin.models import Job
+from tests.factories import BatchFactory, UserFactory
+from tests.integration.conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def finished(job):
+    job.refresh_from_db()
+    return job.is_finished
+
+
+def test_worker_generates_the_pair_for_a_written_prompt(start_worker, tiny_policy):
+    start_worker()
+    batch = BatchFactory()
+    author = UserFactory()
+    job = services.dialogue_start(annotator=author, project=batch.project, prompt="Hello there")
+
+    wait_until(lambda: finished(job), 120, "the generation job")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    comparison = Comparison.objects.get(pk=job.result["comparison_id"])
+    assert comparison.reserved_for == author
+    assert {comparison.response_a.policy_version, comparison.response_b.policy_version} == {tiny_policy}
+    assert job.attempts == 1 and job.progress_step == job.progress_total == 2
+
+
+def test_a_job_message_delivered_twice_runs_once(start_worker, tiny_policy):
+    batch = BatchFactory()
+    job = services.dialogue_start(annotator=UserFactory(), project=batch.project, prompt="Twice?")
+    app.send_task("rlhf.tasks.generate_pair_task", args=[job.pk])  # the duplicate delivery
+    start_worker()
+
+    wait_until(lambda: finished(job), 120, "the generation job")
+    wait_until(lambda: app.connection().default_channel.client.llen("gpu") == 0, 30, "the queue to drain")
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and job.attempts == 1
+    assert Comparison.objects.count() == 1
