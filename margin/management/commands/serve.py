@@ -38,28 +38,27 @@ class Command(BaseCommand):
 
     def handle(self, *args, addr, no_redis, demo, generate, **options):
         self.children = []
-        signal.signal(signal.SIGTERM, lambda *_: self._stop(0))
-        try:
-            if not no_redis:
-                self._start_redis()
-            self._wait_for_redis()
-            if demo:
-                call_command("migrate", interactive=False, verbosity=1)
-                call_command("prepare_model")
-                call_command("seed_demo", generate=generate)
-            python = sys.executable
-            celery = [python, "-m", "celery", "-A", "margin", "worker", "--loglevel", "INFO"]
-            beat_file = str(settings.VAR_DIR / "celerybeat-schedule")
-            self._spawn("worker-default", celery + ["-Q", "default", "-c", "1", "-n",
-                                                    "default@%h", "-B", "-s", beat_file])
-            # One job at a time on the model queue: a GPU (or these 2 cores) runs one model job.
-            self._spawn("worker-gpu", celery + ["-Q", "gpu", "-c", "1", "-n", "gpu@%h",
-                                                "--prefetch-multiplier", "1"])
-            self._spawn("web", [python, "manage.py", "runserver", addr, "--noreload"])
-            self.stdout.write(self.style.SUCCESS(f"Margin is up on http://{addr}/ (Ctrl-C stops)"))
-            self._watch()
-        except KeyboardInterrupt:
-            self._stop(0)
+        # Explicit handlers: a shell may start us with SIGINT ignored (background jobs).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self._stop(0))
+        if not no_redis:
+            self._start_redis()
+        self._wait_for_redis()
+        if demo:
+            call_command("migrate", interactive=False, verbosity=1)
+            call_command("prepare_model")
+            call_command("seed_demo", generate=generate)
+        python = sys.executable
+        celery = [python, "-m", "celery", "-A", "margin", "worker", "--loglevel", "INFO"]
+        beat_file = str(settings.VAR_DIR / "celerybeat-schedule")
+        self._spawn("worker-default", celery + ["-Q", "default", "-c", "1", "-n",
+                                                "default@%h", "-B", "-s", beat_file])
+        # One job at a time on the model queue: a GPU (or these 2 cores) runs one model job.
+        self._spawn("worker-gpu", celery + ["-Q", "gpu", "-c", "1", "-n", "gpu@%h",
+                                            "--prefetch-multiplier", "1"])
+        self._spawn("web", [python, "manage.py", "runserver", addr, "--noreload"])
+        self.stdout.write(self.style.SUCCESS(f"Margin is up on http://{addr}/ (Ctrl-C stops)"))
+        self._watch()
 
     def _start_redis(self):
         url = urlparse(settings.REDIS_URL)

@@ -1,0 +1,45 @@
+"""Management commands: the demo seed and the embedded server, including bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.models import Comparison, Dialogue, Project
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_accounts_and_real_pairs_once(capsys):
+    call_command("seed_demo", pairs=3)
+    call_command("seed_demo", pairs=3)  # idempotent: nothing doubles
+    out = capsys.readouterr().out
+    assert "demo-annotator / margin-demo-annotator" in out
+    safety = Project.objects.get(name="Demo · Safety")
+    assert Comparison.objects.filter(batch__project=safety).count() == 3
+    # HH transcripts: the shared prefix is the context, ending with the human turn.
+    dialogue = Dialogue.objects.filter(project=safety).first()
+    assert dialogue.is_adversarial and dialogue.turns.last().role == "user"
+    assert Comparison.objects.filter(batch__project__name="Demo · Helpfulness").count() == 3
+
+
+def test_seed_demo_refuses_negative_counts_and_missing_data(settings, tmp_path):
+    with pytest.raises(CommandError, match="zero or more"):
+        call_command("seed_demo", pairs=-1)
+    settings.MARGIN_SHARED_DATA = tmp_path / "nowhere"
+    with pytest.raises(CommandError, match="Could not read the demo data"):
+        call_command("seed_demo", pairs=2)
+    assert not Comparison.objects.exists()
+
+
+def test_serve_says_clearly_when_redis_is_unreachable():
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--no-redis"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Redis at redis://127.0.0.1:1/0 did not answer" in result.stderr
