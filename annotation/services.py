@@ -35,9 +35,10 @@ def _audit(*, actor, verb, obj, **data):
     )
 
 
-def _lock(queryset):
-    """Row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already serialises writers."""
-    return queryset.select_for_update()
+def _lock(queryset, skip_locked=False):
+    """Row lock (of the queried table only) on PostgreSQL; on SQLite, where Django ignores it,
+    the IMMEDIATE transaction already serialises writers."""
+    return queryset.select_for_update(of=("self",), skip_locked=skip_locked)
 
 
 # --- batches --------------------------------------------------------------------------------------
@@ -95,7 +96,8 @@ def assignment_next(*, annotator, project):
                 "projects; finish or skip one of those first."
             )
         candidates = comparisons_available_for(annotator=annotator, project=project, now=now)
-        comparison = _lock(candidates.select_related(None)).first()
+        # skip_locked: concurrent annotators each take a different comparison instead of waiting.
+        comparison = _lock(candidates, skip_locked=True).first()
         if comparison is None:
             return None
         assignment, _ = Assignment.objects.update_or_create(

@@ -120,3 +120,15 @@ def test_demonstration_on_another_annotators_dialogue_is_refused():
         )
     assert not Demonstration.objects.exists()
     assert Turn.objects.count() == 1
+
+
+def test_demo_generated_pairs_go_to_the_shared_queue(tiny_policy):
+    from annotation.demo import generation_enqueue
+
+    batch = BatchFactory()
+    [job] = generation_enqueue(project=batch.project, prompts=["Explain tides."])
+    generate_pair_run(job_id=job.pk)
+    comparison = Comparison.objects.get()
+    assert comparison.reserved_for is None
+    assert comparison.wanted == batch.project.judgments_per_comparison
+    assert services.assignment_next(annotator=UserFactory(), project=batch.project).comparison == comparison
