@@ -35,9 +35,3 @@ def tiny_policy(db, tiny_model_path):
     from rlhf.models import PolicyVersion
 
     return PolicyVersion.objects.create(name="tiny", checkpoint_path=str(tiny_model_path))
-
-
-@pytest.fixture(autouse=True)
-def _model_store(settings, tmp_path):
-    settings.MARGIN_MODEL_STORE = tmp_path / "models"
-    settings.MARGIN_MAX_NEW_TOKENS = 8
