@@ -165,6 +165,10 @@ class Comparison(models.Model):
     )
     is_gold = models.BooleanField(default=False)
     gold_choice = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
+    source = models.CharField(
+        max_length=200, blank=True, help_text="Import source (data set, file, line) when imported."
+    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="Imported extras (scenario...).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -214,6 +218,8 @@ class Judgment(models.Model):
     class Choice(models.TextChoices):
         A = "a", "Response A"
         B = "b", "Response B"
+        # Only imported labels are ties (PandaLM, Auto-J); our annotators always pick a side.
+        TIE = "tie", "Tie"
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
     annotator = models.ForeignKey(
@@ -225,13 +231,19 @@ class Judgment(models.Model):
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgment"
     )
-    choice = models.CharField(max_length=1, choices=Choice.choices)
-    strength = models.CharField(max_length=24, choices=Strength.choices)
+    choice = models.CharField(max_length=3, choices=Choice.choices)
+    strength = models.CharField(
+        max_length=24, choices=Strength.choices, blank=True,
+        help_text="Empty for imported labels that carry no strength (HH-RLHF, PandaLM).",
+    )
     response_a_safe = models.BooleanField(null=True, blank=True)
     response_b_safe = models.BooleanField(null=True, blank=True)
     a_on_left = models.BooleanField(null=True, help_text="Order shown; empty for imports.")
     seconds_spent = models.FloatField(null=True, blank=True)
     rationale = models.TextField(blank=True)
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Imported extras, e.g. Tulu's per-completion acceptability."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -251,7 +263,7 @@ class Judgment(models.Model):
 
     @property
     def chosen_safe(self):
-        return self.response_a_safe if self.choice == "a" else self.response_b_safe
+        return {"a": self.response_a_safe, "b": self.response_b_safe}.get(self.choice)
 
 
 class Demonstration(models.Model):
