@@ -8,9 +8,12 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         GENERATE_PAIR = "generate_pair", "Generate a response pair"
         TRAIN_REWARD_MODEL = "train_reward_model", "Train a reward model"
+        EVALUATE_REWARD_MODEL = "evaluate_reward_model", "Evaluate a reward model"
         REJECTION_SAMPLE = "rejection_sample", "Rejection sampling"
         PPO = "ppo", "PPO"
         SAMPLE = "sample", "Sample responses"
+        EVALUATE_POLICY = "evaluate_policy", "Evaluate a policy version"
+        PUBLISH_SAMPLES = "publish_samples", "Publish samples for annotation"
 
     class State(models.TextChoices):
         QUEUED = "queued"
