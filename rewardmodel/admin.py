@@ -1,1 +1,15 @@
+from django.contrib import admin
 
+from rewardmodel.models import RewardModel, RewardModelEvaluation
+
+
+@admin.register(RewardModel)
+class RewardModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "objective", "project", "parent", "created_at"]
+    list_filter = ["objective"]
+    readonly_fields = ["config", "data", "metrics", "job"]
+
+
+@admin.register(RewardModelEvaluation)
+class RewardModelEvaluationAdmin(admin.ModelAdmin):
+    list_display = ["reward_model", "label", "pairs", "accuracy", "created_at"]

@@ -1,0 +1,240 @@
+"""Judgments -> reward-model training pairs: aggregation, margins, safety rules, split, mixing.
+
+The pure part (`aggregate`, `margin_for`, `safety_bin`, `is_heldout`, `mix`) works on plain
+values and is what the tests pin down; `pairs_for_projects` reads the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from statistics import median_low
+
+# Strength levels strongest first, as the paper's Table 8 columns.
+STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
+UNGRADED = ""  # imported labels without a strength (HH-RLHF, PandaLM, Auto-J)
+
+# Llama 2 Table 27: margin per rating level.
+MARGINS = {
+    "none": dict.fromkeys(STRENGTHS, 0.0),
+    "small": dict(zip(STRENGTHS, (1.0, 2 / 3, 1 / 3, 0.0))),
+    "large": dict(zip(STRENGTHS, (3.0, 2.0, 1.0, 0.0))),
+}
+
+# Safety bins of a pair (Llama 2 sec. 3.2.1): the chosen response's label, then the other's.
+BOTH_SAFE = "both_safe"
+CHOSEN_SAFE_OTHER_UNSAFE = "chosen_safe_other_unsafe"
+BOTH_UNSAFE = "both_unsafe"
+CHOSEN_UNSAFE_OTHER_SAFE = "chosen_unsafe_other_safe"  # dropped for the safety RM
+SAFETY_BINS = (CHOSEN_SAFE_OTHER_UNSAFE, BOTH_SAFE, BOTH_UNSAFE)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One judgment as the aggregation sees it."""
+
+    choice: str  # "a", "b" or "tie"
+    strength: str = UNGRADED
+    a_safe: bool | None = None
+    b_safe: bool | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    choice: str  # "a" or "b"
+    strength: str  # median strength of the agreeing votes, or UNGRADED
+    agreement: float  # share of all votes on the majority side
+    votes: int
+    chosen_safe: bool | None
+    rejected_safe: bool | None
+
+
+@dataclass
+class TrainingPair:
+    context: list  # chat messages before the response
+    chosen: str
+    rejected: str
+    margin: float = 0.0
+    strength: str = UNGRADED
+    safety_bin: str = ""
+    agreement: float = 1.0
+    votes: int = 1
+    objective: str = "helpfulness"
+    prompt_key: str = ""  # same opening prompt, same key: decides the held-out split
+    batch_id: int | None = None
+    comparison_id: int | None = None
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NoTrainingData(ValueError):
+    """Nothing to train or evaluate on; the message says what was missing."""
+
+
+def aggregate(votes: list[Vote], *, min_judgments: int = 1) -> tuple[Aggregate | None, str]:
+    """Majority choice of the votes, or (None, why it was skipped)."""
+    if len(votes) < min_judgments:
+        return None, "too_few_judgments"
+    counts = Counter(vote.choice for vote in votes if vote.choice in ("a", "b"))
+    if counts["a"] == counts["b"]:
+        return None, "tie"
+    choice = "a" if counts["a"] > counts["b"] else "b"
+    agreeing = [vote for vote in votes if vote.choice == choice]
+    graded = [STRENGTHS.index(vote.strength) for vote in agreeing if vote.strength in STRENGTHS]
+    # The median of the agreeing raters' levels; median_low keeps it one of the four levels.
+    strength = STRENGTHS[median_low(graded)] if graded else UNGRADED
+    a_safe = _majority_label(vote.a_safe for vote in votes)
+    b_safe = _majority_label(vote.b_safe for vote in votes)
+    chosen_safe, rejected_safe = (a_safe, b_safe) if choice == "a" else (b_safe, a_safe)
+    result = Aggregate(
+        choice=choice,
+        strength=strength,
+        agreement=len(agreeing) / len(votes),
+        votes=len(votes),
+        chosen_safe=chosen_safe,
+        rejected_safe=rejected_safe,
+    )
+    return result, ""
+
+
+def _majority_label(labels) -> bool | None:
+    counts = Counter(label for label in labels if label is not None)
+    if not counts or counts[True] == counts[False]:
+        return None
+    return counts[True] > counts[False]
+
+
+def margin_for(strength: str, scheme: str) -> float:
+    """The paper's margin for a rating level; ungraded pairs get none."""
+    if scheme not in MARGINS:
+        raise ValueError(f"unknown margin scheme {scheme!r}; use none, small or large")
+    return MARGINS[scheme].get(strength, 0.0)
+
+
+def safety_bin(chosen_safe: bool | None, rejected_safe: bool | None) -> str:
+    if chosen_safe is None or rejected_safe is None:
+        return ""
+    return {
+        (True, True): BOTH_SAFE,
+        (True, False): CHOSEN_SAFE_OTHER_UNSAFE,
+        (False, False): BOTH_UNSAFE,
+        (False, True): CHOSEN_UNSAFE_OTHER_SAFE,
+    }[(chosen_safe, rejected_safe)]
+
+
+def keep_for_objective(pair_bin: str, objective: str) -> bool:
+    # Safety RM: a pair whose chosen response is unsafe while the other is safe teaches the
+    # opposite of the safety preference (Llama 2 sec. 3.2.2), so it is left out.
+    return not (objective == "safety" and pair_bin == CHOSEN_UNSAFE_OTHER_SAFE)
+
+
+def prompt_key(context: list) -> str:
+    """Key of the dialogue's opening prompt; every pair on it falls on the same side of the split."""
+    opening = next((m["content"] for m in context if m["role"] == "user"), "")
+    return hashlib.sha256(opening.strip().encode()).hexdigest()
+
+
+def is_heldout(key: str, fraction: float, seed: int = 0) -> bool:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split(pairs: list[TrainingPair], fraction: float, seed: int = 0):
+    train, heldout = [], []
+    for pair in pairs:
+        (heldout if is_heldout(pair.prompt_key, fraction, seed) else train).append(pair)
+    return train, heldout
+
+
+def mix(own: list[TrainingPair], other: list[TrainingPair], ratio: float, seed: int = 0):
+    """Own pairs plus `ratio` times as many pairs drawn from the other objective's data."""
+    wanted = min(len(other), round(ratio * len(own)))
+    return own + random.Random(seed).sample(other, wanted)
+
+
+# --- the database side -----------------------------------------------------------------------
+
+
+@dataclass
+class BuildReport:
+    pairs: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        return {"pairs": self.pairs, "skipped": dict(self.skipped)}
+
+
+def pairs_for_projects(projects, *, objective, margin_scheme=None, min_judgments=1, batches=None):
+    """Training pairs from every judged comparison of `projects` (our own and imported ones).
+
+    `objective` decides the safety rule; `margin_scheme` defaults to each project's own.
+    Returns (pairs, BuildReport).
+    """
+    from annotation.models import Comparison
+
+    comparisons = (
+        Comparison.objects.filter(batch__project__in=projects)
+        .select_related("batch__project", "response_a", "response_b", "dialogue")
+        .prefetch_related("judgments", "dialogue__turns")
+        .order_by("pk")
+    )
+    if batches is not None:
+        comparisons = comparisons.filter(batch__in=batches)
+    excluded = _excluded_annotator_ids()
+    report, pairs = BuildReport(), []
+    for comparison in comparisons:
+        votes = [
+            Vote(j.choice, j.strength, j.response_a_safe, j.response_b_safe)
+            for j in comparison.judgments.all()
+            if j.annotator_id not in excluded
+        ]
+        if not votes:
+            report.skipped["unjudged"] += 1
+            continue
+        result, why = aggregate(votes, min_judgments=min_judgments)
+        if result is None:
+            report.skipped[why] += 1
+            continue
+        pair_bin = safety_bin(result.chosen_safe, result.rejected_safe)
+        if not keep_for_objective(pair_bin, objective):
+            report.skipped["chosen_unsafe_other_safe"] += 1
+            continue
+        project = comparison.batch.project
+        context = comparison.dialogue.messages(upto=comparison.context_length)
+        a, b = comparison.response_a.text, comparison.response_b.text
+        chosen, rejected = (a, b) if result.choice == "a" else (b, a)
+        pairs.append(
+            TrainingPair(
+                context=context,
+                chosen=chosen,
+                rejected=rejected,
+                margin=margin_for(result.strength, margin_scheme or project.margin_scheme),
+                strength=result.strength,
+                safety_bin=pair_bin,
+                agreement=result.agreement,
+                votes=result.votes,
+                objective=project.objective,
+                prompt_key=prompt_key(context),
+                batch_id=comparison.batch_id,
+                comparison_id=comparison.pk,
+                source=comparison.source or comparison.dialogue.source,
+            )
+        )
+    report.pairs = len(pairs)
+    return pairs, report
+
+
+def _excluded_annotator_ids() -> set:
+    """Annotators staff excluded from training (the dashboard's annotator profile flag)."""
+    from django.apps import apps
+
+    try:
+        profile = apps.get_model("annotation", "AnnotatorProfile")
+    except LookupError:
+        return set()
+    return set(profile.objects.filter(exclude_from_training=True).values_list("user_id", flat=True))

@@ -1,0 +1,100 @@
+"""The reward model: the chat model with a scalar head, reading the dialogue's last real token.
+
+Llama 2 sec. 3.2.2: the reward model is initialised from the chat model checkpoint, with the
+next-token classification head replaced by a regression head that outputs one scalar. A
+transformers `*ForSequenceClassification` with one label is exactly that, and saves / loads as a
+normal checkpoint. We do the pooling ourselves: SmolLM2's pad token is its end-of-turn token,
+so the library's "last non-pad token" rule would read the wrong position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROLES = ("system", "user", "assistant")
+
+
+def load_for_training(base_path: Path | str, *, seed: int = 0, device=None):
+    """(model, tokenizer) with a freshly initialised scalar head on top of `base_path`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = _tokenizer(base_path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "score.weight newly initialised" is the point here
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base_path, num_labels=1, dtype=torch.float32, local_files_only=True
+            )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device or "cpu"), tokenizer
+
+
+def load_for_scoring(path: Path | str, device=None):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, dtype=torch.float32, local_files_only=True
+    )
+    if model.config.num_labels != 1:
+        raise ValueError(f"{path} is not a reward model (its head has {model.config.num_labels} outputs)")
+    return model.to(device or "cpu").eval(), _tokenizer(path)
+
+
+def _tokenizer(path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def check_messages(messages) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ValueError(f"message {number}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"message {number}: content must be a string")
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("the last message must be the assistant response to score")
+
+
+def encode(tokenizer, messages: list[dict], max_length: int) -> list[int]:
+    """Token ids of the dialogue in the chat template, ending at the response's end-of-turn.
+
+    Too long: the oldest tokens go, so the response (and the question it answers) survive.
+    """
+    text = tokenizer.apply_chat_template(messages, tokenize=False).rstrip()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[-max_length:]
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int, device=None):
+    """Right-padded (input_ids, attention_mask) as tall as the longest sequence, no taller."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+        mask[row, : len(sequence)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One scalar per row, read at the row's last real token (rows are right-padded)."""
+    hidden = model.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+    ).last_hidden_state
+    last = attention_mask.sum(dim=1) - 1
+    pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+    return model.score(pooled).squeeze(-1).float()

@@ -1,0 +1,72 @@
+"""Score dialogues with a trained reward model: what rejection sampling, PPO and
+`manage.py score_responses` call.
+
+    scorer = load_scorer("helpful-v1")          # a registered name or a checkpoint path
+    scorer.score([[{"role": "user", ...}, {"role": "assistant", ...}]])  # -> [1.73]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rewardmodel.modeling import check_messages, encode, load_for_scoring, pad_batch, scores
+
+
+class RewardScorer:
+    def __init__(self, model, tokenizer, max_length: int = 1024):
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def score(self, conversations: list[list[dict]], batch_size: int = 8) -> list[float]:
+        """Raw scalar scores (higher is better), in input order."""
+        for number, messages in enumerate(conversations, start=1):
+            try:
+                check_messages(messages)
+            except ValueError as bad:
+                raise ValueError(f"conversation {number}: {bad}") from bad
+        encoded = [encode(self.tokenizer, m, self.max_length) for m in conversations]
+        # Similar lengths share a batch: less padding to compute.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        result = [0.0] * len(encoded)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                ids, mask = pad_batch([encoded[i] for i in rows], self.tokenizer.pad_token_id, self.device)
+                for i, value in zip(rows, scores(self.model, ids, mask).tolist()):
+                    result[i] = value
+        return result
+
+
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """A checkpoint directory, or the one of the reward model registered under that name."""
+    from rlhf.modelstore import ModelStoreError, checkpoint_is_complete
+
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not checkpoint_is_complete(path):
+            raise ModelStoreError(f"{path} is not a complete checkpoint (no margin.json)")
+        return path
+    from rewardmodel.models import RewardModel
+
+    record = RewardModel.objects.filter(name=name_or_path).first()
+    if record is None:
+        raise ModelStoreError(
+            f"no reward model named {name_or_path!r} and no checkpoint directory at that path"
+        )
+    if not checkpoint_is_complete(record.checkpoint_path):
+        raise ModelStoreError(f"reward model {record.name!r} has no complete checkpoint yet")
+    return Path(record.checkpoint_path)
+
+
+def load_scorer(name_or_path: str, device=None, max_length: int | None = None) -> RewardScorer:
+    from rlhf.modelstore import pick_device, read_metadata
+
+    path = resolve_checkpoint(str(name_or_path))
+    model, tokenizer = load_for_scoring(path, device or pick_device())
+    max_length = max_length or read_metadata(path).get("config", {}).get("max_length", 1024)
+    return RewardScorer(model, tokenizer, max_length)
