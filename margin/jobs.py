@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 # Which Celery task runs which kind of job; the routes in margin/celery.py pick the queue.
 TASK_FOR_KIND = {
     Job.Kind.GENERATE_PAIR: "rlhf.tasks.generate_pair_task",
+    Job.Kind.TRAIN_REWARD_MODEL: "rewardmodel.tasks.train_reward_model_task",
 }
 
 

@@ -8,6 +8,14 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
+class ConfigError(ValueError):
+    """A bad config value; `field` names it for forms and commands."""
+
+    def __init__(self, field_name, message):
+        self.field = field_name
+        super().__init__(message)
+
+
 def _field(default, help):
     return field(default=default, metadata={"help": help})
 
@@ -61,22 +69,22 @@ class RewardModelConfig:
                     "epochs", "checkpoint_every", "min_judgments")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+                raise ConfigError(name, f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("min_lr_ratio", "warmup_ratio", "heldout_fraction"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+                raise ConfigError(name, f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         for name in ("weight_decay", "max_grad_norm", "train_layers", "lora_rank", "min_warmup_steps",
                      "max_pairs", "seed"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(name, f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.margin_scheme not in ("", "none", "small", "large"):
-            raise ValueError(
-                f"margin_scheme must be none, small or large, got {self.margin_scheme!r}"
+            raise ConfigError(
+                "margin_scheme", f"margin_scheme must be none, small or large, got {self.margin_scheme!r}"
             )
         if self.mix_ratio != -1 and self.mix_ratio < 0:
-            raise ValueError(f"mix_ratio must be >= 0 (or -1 for the paper's), got {self.mix_ratio!r}")
+            raise ConfigError("mix_ratio", f"mix_ratio must be >= 0 (or -1 for the paper's), got {self.mix_ratio!r}")
         if self.max_length < 16:
-            raise ValueError(f"max_length must be at least 16 tokens, got {self.max_length}")
+            raise ConfigError("max_length", f"max_length must be at least 16 tokens, got {self.max_length}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "RewardModelConfig":
@@ -84,7 +92,9 @@ class RewardModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown config field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                unknown[0], f"unknown config field {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -112,6 +122,6 @@ def _check_types(config):
             setattr(config, f.name, float(value))
             continue
         if not isinstance(value, expected) or isinstance(value, bool):
-            raise ValueError(
-                f"{f.name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            raise ConfigError(
+                f.name, f"{f.name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
             )

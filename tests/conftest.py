@@ -29,6 +29,14 @@ def tiny_model_path():
     return build_tiny_model(TEST_CACHE / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def tiny_reward_model_path(tiny_model_path):
+    """The tiny model with a random scalar head, as a reward-model checkpoint."""
+    from tests.tiny_model import build_tiny_reward_model
+
+    return build_tiny_reward_model(TEST_CACHE / "tiny-rm", tiny_model_path)
+
+
 @pytest.fixture
 def tiny_policy(db, tiny_model_path):
     """The tiny model registered as the only active policy version."""

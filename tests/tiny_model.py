@@ -57,3 +57,14 @@ def _smollm2_tokenizer(cache: Path):
     except OSError:  # another run saved it first
         shutil.rmtree(tmp, ignore_errors=True)
     return tokenizer
+
+
+def build_tiny_reward_model(dest: Path, base: Path) -> Path:
+    """The tiny model with a scalar head (random), saved as a reward-model checkpoint at `dest`."""
+    from rewardmodel.modeling import load_for_training
+
+    dest = Path(dest)
+    if checkpoint_is_complete(dest):
+        return dest
+    model, tokenizer = load_for_training(build_tiny_model(base), seed=0)
+    return save_checkpoint(model, tokenizer, dest, {"name": "tiny-rm", "kind": "reward_model"})

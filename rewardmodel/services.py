@@ -1,0 +1,190 @@
+"""Bridges from database rows to the reward-model code: start, run and record training and
+evaluation jobs. The ML itself lives in data.py, training.py and evaluation.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from annotation.models import Batch, Project
+from margin.jobs import job_create, job_run
+from margin.models import Job
+from rewardmodel.config import ConfigError, RewardModelConfig
+from rewardmodel.data import NoTrainingData, mix, pairs_for_projects, split
+from rewardmodel.models import RewardModel, RewardModelEvaluation
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def config_validate(values: dict) -> RewardModelConfig:
+    try:
+        return RewardModelConfig.from_dict(values)
+    except ConfigError as bad:
+        raise ValidationError({bad.field: str(bad)}) from bad
+    except TypeError as bad:
+        raise ValidationError({"config": str(bad)}) from bad
+
+
+def reward_model_train_start(*, project, name, config: dict, created_by=None) -> Job:
+    """Validate, then queue a training job on the gpu queue; nothing is created on bad input."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ValidationError(
+            {"name": f"{name!r} is not a usable name: letters, digits, '.', '_' or '-', up to 100"}
+        )
+    if RewardModel.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"a reward model named {name!r} already exists"})
+    config_validate(config)
+    if not project.batches.filter(comparisons__judgments__isnull=False).exists():
+        raise ValidationError({"project": f"project {project.name!r} has no judged comparisons yet"})
+    return job_create(
+        kind=Job.Kind.TRAIN_REWARD_MODEL,
+        params={"project_id": project.pk, "name": name, "config": config},
+        created_by=created_by,
+    )
+
+
+def reward_model_dir(name: str) -> Path:
+    return Path(settings.MARGIN_MODEL_STORE) / "reward_models" / name
+
+
+def base_model_path(config: RewardModelConfig) -> Path:
+    from rlhf.modelstore import ModelStoreError, checkpoint_is_complete, default_model_dir
+
+    if not config.base_model:
+        return default_model_dir(Path(settings.MARGIN_MODEL_STORE))
+    path = Path(config.base_model)
+    if not checkpoint_is_complete(path):
+        raise ModelStoreError(f"base_model {path} is not a complete checkpoint")
+    return path
+
+
+def dataset_build(project: Project, config: RewardModelConfig):
+    """(train pairs, held-out pairs, data record) for an RM of the project's objective.
+
+    Own data: every judged comparison of the project, split by prompt. Mixed in: the training
+    part of the other objective's projects, in the paper's proportion (config.mix_ratio).
+    """
+    objective = project.objective
+    own, report = pairs_for_projects(
+        [project], objective=objective, margin_scheme=config.margin_scheme or None,
+        min_judgments=config.min_judgments,
+    )
+    if not own:
+        raise NoTrainingData(
+            f"project {project.name!r} has no usable pairs (skipped: {dict(report.skipped) or 'none judged'})"
+        )
+    train, heldout = split(own, config.heldout_fraction, config.seed)
+    others = Project.objects.exclude(objective=objective).exclude(pk=project.pk)
+    other_pairs, _ = pairs_for_projects(
+        others, objective=objective, margin_scheme=config.margin_scheme or None,
+        min_judgments=config.min_judgments,
+    )
+    other_train, _ = split(other_pairs, config.heldout_fraction, config.seed)
+    ratio = config.mix_ratio_for(objective)
+    mixed = mix(train, other_train, ratio, config.seed)
+    if config.max_pairs:
+        mixed = mixed[: config.max_pairs]
+    record = {
+        "projects": [project.name, *(p.name for p in others)],
+        "batches": sorted({p.batch_id for p in own}),
+        "own_pairs": len(train),
+        "mixed_in_pairs": len(mixed) - len(train) if not config.max_pairs else None,
+        "mix_ratio": ratio,
+        "train_pairs": len(mixed),
+        "heldout_pairs": len(heldout),
+        "skipped": dict(report.skipped),
+    }
+    return mixed, heldout, record
+
+
+def reward_model_train(job, on_progress):
+    """The job's work: build the data, train, register the model, evaluate it per batch."""
+    from rewardmodel.training import train
+
+    project = Project.objects.get(pk=job.params["project_id"])
+    name = job.params["name"]
+    config = RewardModelConfig.from_dict(job.params.get("config", {}))
+    train_pairs, heldout, data = dataset_build(project, config)
+    base = base_model_path(config)
+    on_progress(0, 1, log_line=f"{len(train_pairs)} training pairs, {len(heldout)} held out")
+
+    def progress(step, total, metrics):
+        on_progress(step, total, metrics=metrics)
+
+    result = train(
+        config, train_pairs, reward_model_dir(name), base_path=base, on_progress=progress,
+        metadata={"name": name, "objective": project.objective, "base_model": str(base)},
+    )
+    parent = (
+        RewardModel.objects.filter(project=project, objective=project.objective).exclude(name=name).first()
+    )
+    with transaction.atomic():
+        reward_model, _ = RewardModel.objects.update_or_create(
+            name=name,
+            defaults=dict(
+                objective=project.objective, project=project, base_model=str(base), parent=parent,
+                config=config.to_dict(), data=data, checkpoint_path=str(result.checkpoint),
+                metrics={"train": result.metrics, "steps": result.steps,
+                         "resumed_from_step": result.resumed_from_step},
+                job=job,
+            ),
+        )
+    on_progress(result.steps, result.steps, log_line="evaluating on the held-out pairs")
+    summary = reward_model_evaluate(reward_model, project=project, pairs=heldout)
+    return {"reward_model_id": reward_model.pk, "heldout": summary}
+
+
+def reward_model_train_run(*, job_id):
+    return job_run(job_id=job_id, work=reward_model_train)
+
+
+def heldout_pairs(reward_model: RewardModel, project: Project):
+    """The held-out part of `project`'s pairs under the reward model's own split settings."""
+    config = RewardModelConfig.from_dict(reward_model.config)
+    pairs, _ = pairs_for_projects(
+        [project], objective=reward_model.objective, margin_scheme=config.margin_scheme or None,
+        min_judgments=config.min_judgments,
+    )
+    return split(pairs, config.heldout_fraction, config.seed)[1]
+
+
+def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=None, on_progress=None):
+    """Score held-out pairs once; store overall and per-batch evaluations; return the overall."""
+    from rewardmodel.evaluation import report, score_pairs
+    from rewardmodel.modeling import load_for_scoring
+    from rlhf.modelstore import pick_device
+
+    pairs = heldout_pairs(reward_model, project) if pairs is None else pairs
+    if not pairs:
+        raise NoTrainingData(f"project {project.name!r} has no held-out pairs to evaluate on")
+    model, tokenizer = load_for_scoring(reward_model.checkpoint_path, pick_device())
+    max_length = reward_model.config.get("max_length", 1024)
+    pair_scores = score_pairs(model, tokenizer, pairs, max_length, on_progress=on_progress)
+    overall = report(pairs, pair_scores)
+    with transaction.atomic():
+        _evaluation_store(reward_model, None, f"{project.name} held-out", overall)
+        for batch in Batch.objects.filter(pk__in={p.batch_id for p in pairs}):
+            rows = [(p, s) for p, s in zip(pairs, pair_scores) if p.batch_id == batch.pk]
+            _evaluation_store(
+                reward_model, batch, f"{batch} held-out",
+                report([p for p, _ in rows], [s for _, s in rows]),
+            )
+        if project == reward_model.project:
+            reward_model.metrics = {**reward_model.metrics, "heldout": overall}
+            reward_model.save(update_fields=["metrics"])
+    return overall
+
+
+def _evaluation_store(reward_model, batch, label, result):
+    RewardModelEvaluation.objects.update_or_create(
+        reward_model=reward_model, batch=batch, label=label,
+        defaults=dict(
+            pairs=result["pairs"], accuracy=result["accuracy"],
+            per_strength=result["per_strength"], per_safety_bin=result["per_safety_bin"],
+            calibration=result["calibration"],
+        ),
+    )
