@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -70,3 +72,51 @@ def load_scorer(name_or_path: str, device=None, max_length: int | None = None) -
     model, tokenizer = load_for_scoring(path, device or pick_device())
     max_length = max_length or read_metadata(path).get("config", {}).get("max_length", 1024)
     return RewardScorer(model, tokenizer, max_length)
+
+
+class ScoringInputError(ValueError):
+    def __init__(self, line, field_name, message):
+        super().__init__(f"line {line}, field “{field_name}”: {message}")
+
+
+def read_scoring_input(path: Path | str) -> list[dict]:
+    """Every line of a `{"id", "messages"}` JSONL file, validated before anything is scored."""
+    records = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as bad:
+                raise ScoringInputError(number, "(line)", f"not JSON: {bad}") from bad
+            if not isinstance(record, dict):
+                raise ScoringInputError(number, "(line)", "expected a JSON object")
+            if "id" not in record:
+                raise ScoringInputError(number, "id", "missing")
+            try:
+                check_messages(record.get("messages"))
+            except ValueError as bad:
+                raise ScoringInputError(number, "messages", str(bad)) from bad
+            records.append(record)
+    if not records:
+        raise ScoringInputError(0, "(file)", "no records")
+    return records
+
+
+def score_file(scorer: RewardScorer, input_path, output_path, batch_size=8, on_progress=None) -> int:
+    """Write each input record plus its `"score"`; the output appears whole or not at all."""
+    records = read_scoring_input(input_path)
+    values = []
+    for start in range(0, len(records), batch_size * 8):
+        chunk = records[start : start + batch_size * 8]
+        values.extend(scorer.score([r["messages"] for r in chunk], batch_size=batch_size))
+        if on_progress:
+            on_progress(len(values), len(records))
+    output_path = Path(output_path)
+    tmp = output_path.with_name(f".{output_path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for record, value in zip(records, values):
+            out.write(json.dumps({**record, "score": value}, ensure_ascii=False) + "\n")
+    os.replace(tmp, output_path)
+    return len(records)

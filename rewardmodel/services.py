@@ -29,8 +29,9 @@ def config_validate(values: dict) -> RewardModelConfig:
         raise ValidationError({"config": str(bad)}) from bad
 
 
-def reward_model_train_start(*, project, name, config: dict, created_by=None) -> Job:
-    """Validate, then queue a training job on the gpu queue; nothing is created on bad input."""
+def reward_model_train_start(*, project, name, config: dict, created_by=None, enqueue=True) -> Job:
+    """Validate, then create a training job and send it to the gpu queue (or leave it for the
+    caller to run in-process: `enqueue=False`); nothing is created on bad input."""
     if not NAME_PATTERN.match(name or ""):
         raise ValidationError(
             {"name": f"{name!r} is not a usable name: letters, digits, '.', '_' or '-', up to 100"}
@@ -40,11 +41,10 @@ def reward_model_train_start(*, project, name, config: dict, created_by=None) ->
     config_validate(config)
     if not project.batches.filter(comparisons__judgments__isnull=False).exists():
         raise ValidationError({"project": f"project {project.name!r} has no judged comparisons yet"})
-    return job_create(
-        kind=Job.Kind.TRAIN_REWARD_MODEL,
-        params={"project_id": project.pk, "name": name, "config": config},
-        created_by=created_by,
-    )
+    params = {"project_id": project.pk, "name": name, "config": config}
+    if not enqueue:
+        return Job.objects.create(kind=Job.Kind.TRAIN_REWARD_MODEL, params=params, created_by=created_by)
+    return job_create(kind=Job.Kind.TRAIN_REWARD_MODEL, params=params, created_by=created_by)
 
 
 def reward_model_dir(name: str) -> Path:
@@ -138,8 +138,18 @@ def reward_model_train(job, on_progress):
     return {"reward_model_id": reward_model.pk, "heldout": summary}
 
 
-def reward_model_train_run(*, job_id):
-    return job_run(job_id=job_id, work=reward_model_train)
+def reward_model_train_run(*, job_id, also_report=None):
+    """Run a training job here; `also_report` gets every progress call too (a command's bar)."""
+
+    def work(job, on_progress):
+        def report_both(step, total, metrics=None, log_line=None):
+            if also_report:
+                also_report(step, total, metrics, log_line)
+            on_progress(step, total, metrics=metrics, log_line=log_line)
+
+        return reward_model_train(job, report_both)
+
+    return job_run(job_id=job_id, work=work)
 
 
 def heldout_pairs(reward_model: RewardModel, project: Project):
@@ -188,3 +198,42 @@ def _evaluation_store(reward_model, batch, label, result):
             calibration=result["calibration"],
         ),
     )
+
+
+def reward_model_resolve(name_or_path: str):
+    """(registry row or None, checkpoint path, config) of a registered name or a checkpoint path."""
+    from rewardmodel.scoring import resolve_checkpoint
+    from rlhf.modelstore import read_metadata
+
+    path = resolve_checkpoint(name_or_path)
+    record = RewardModel.objects.filter(checkpoint_path=str(path)).first()
+    values = record.config if record else read_metadata(path).get("config", {})
+    return record, path, RewardModelConfig.from_dict(values)
+
+
+def evaluation_pairs(project: Project, config: RewardModelConfig, *, objective=None, heldout_only=True):
+    pairs, _ = pairs_for_projects(
+        [project], objective=objective or project.objective,
+        margin_scheme=config.margin_scheme or None, min_judgments=config.min_judgments,
+    )
+    if heldout_only:
+        pairs = split(pairs, config.heldout_fraction, config.seed)[1]
+    if not pairs:
+        raise NoTrainingData(f"project {project.name!r} has no {'held-out ' if heldout_only else ''}pairs")
+    return pairs
+
+
+def reward_models_compare(first: str, second: str, project: Project, on_progress=None) -> dict:
+    """Both reward models on the same pairs: the first one's held-out split of `project`."""
+    from rewardmodel.evaluation import compare, score_pairs
+    from rewardmodel.modeling import load_for_scoring
+    from rlhf.modelstore import pick_device
+
+    _, path_a, config_a = reward_model_resolve(first)
+    _, path_b, config_b = reward_model_resolve(second)
+    pairs = evaluation_pairs(project, config_a)
+    results = []
+    for path, config in ((path_a, config_a), (path_b, config_b)):
+        model, tokenizer = load_for_scoring(path, pick_device())
+        results.append(score_pairs(model, tokenizer, pairs, config.max_length, on_progress=on_progress))
+    return compare(pairs, *results)

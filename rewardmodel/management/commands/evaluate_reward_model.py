@@ -1,0 +1,81 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.models import Project
+from margin.cli import ProgressBar
+from rewardmodel.data import NoTrainingData
+from rewardmodel.evaluation import report, score_pairs
+from rewardmodel.services import (
+    evaluation_pairs,
+    reward_model_evaluate,
+    reward_model_resolve,
+    reward_models_compare,
+)
+from rlhf.modelstore import ModelStoreError
+
+
+class Command(BaseCommand):
+    help = (
+        "Accuracy of a reward model on a project's held-out pairs: overall, per strength level, "
+        "per safety bin, calibration. Registered models get the results stored per batch. "
+        "With --against, two reward models are compared on the same pairs."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", required=True, help="registered reward model name or checkpoint path")
+        parser.add_argument("--project", required=True, help="project whose held-out pairs to score")
+        parser.add_argument("--against", help="a second reward model to compare on the same pairs")
+        parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
+
+    def handle(self, *args, model, project, against, json_path, **options):
+        try:
+            project_row = Project.objects.get(name=project)
+        except Project.DoesNotExist:
+            raise CommandError(f"Unknown project {project!r}.") from None
+        bar = ProgressBar("scoring pairs", self.stderr._out)
+        try:
+            if against:
+                result = reward_models_compare(model, against, project_row, on_progress=bar)
+            else:
+                result = self._evaluate(model, project_row, bar)
+        except (ModelStoreError, NoTrainingData, ValueError) as problem:
+            raise CommandError(str(problem)) from problem
+        finally:
+            bar.close()
+        if against:
+            self._table(f"{model}", result["a"])
+            self._table(f"{against}", result["b"])
+            self.stdout.write(
+                f"only {model} right: {result['only_a_right']}, only {against} right: "
+                f"{result['only_b_right']}, both right: {result['both_right']}, "
+                f"both wrong: {result['both_wrong']}"
+            )
+        else:
+            self._table(model, result)
+        if json_path:
+            with open(json_path, "w") as out:
+                json.dump(result, out, indent=2)
+
+    def _evaluate(self, model, project, bar):
+        from rewardmodel.modeling import load_for_scoring
+
+        record, path, config = reward_model_resolve(model)
+        if record is not None:
+            return reward_model_evaluate(record, project=project, on_progress=bar)
+        pairs = evaluation_pairs(project, config)
+        scorer, tokenizer = load_for_scoring(path)
+        return report(pairs, score_pairs(scorer, tokenizer, pairs, config.max_length, on_progress=bar))
+
+    def _table(self, title, result):
+        self.stdout.write(f"{title}: accuracy {result['accuracy']:.3f} on {result['pairs']} pairs")
+        for group in ("per_strength", "per_safety_bin", "per_source"):
+            for name, row in result[group].items():
+                self.stdout.write(f"  {name:<26} {row['accuracy']:.3f}  ({row['pairs']} pairs)")
+        self.stdout.write("  score gap      pairs  humans agree  model's probability")
+        for row in result["calibration"]:
+            high = "inf" if row["high"] is None else f"{row['high']:g}"
+            self.stdout.write(
+                f"  [{row['low']:g}, {high})".ljust(17)
+                + f"{row['pairs']:>5}  {row['agreement']:>12.3f}  {row['predicted']:>19.3f}"
+            )
