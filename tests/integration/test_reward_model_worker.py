@@ -1,0 +1,48 @@
+"""A real Celery worker trains a reward model from a queued job, reports progress, and stops on cancel."""
+
+import pytest
+
+from margin.jobs import job_cancel_request
+from margin.models import Job
+from rewardmodel.models import RewardModel
+from rewardmodel.services import reward_model_train_start
+from tests.integration.conftest import wait_until
+from tests.rewardmodel.conftest import judged_project
+
+pytestmark = pytest.mark.slow
+
+
+def _config(base, **extra):
+    return {"base_model": str(base), "learning_rate": 3e-4, "max_length": 64, "batch_size": 4,
+            "gradient_accumulation_steps": 2, "heldout_fraction": 0.25, "epochs": 2.0, **extra}
+
+
+def _state(job):
+    job.refresh_from_db()
+    return job.state
+
+
+def test_worker_trains_registers_and_reports_progress(start_worker, tiny_model_path):
+    project = judged_project(48)
+    job = reward_model_train_start(project=project, name="rm-from-worker", config=_config(tiny_model_path))
+    start_worker()
+    wait_until(lambda: _state(job) in Job.FINISHED_STATES, 180, "the training job")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.progress_total > 1 and job.progress_step == job.progress_total
+    assert job.metrics["loss"] > 0 and 0 <= job.metrics["accuracy"] <= 1
+    model = RewardModel.objects.get(name="rm-from-worker")
+    assert model.job == job and model.metrics["heldout"]["pairs"] > 0
+    assert job.result["reward_model_id"] == model.pk
+
+
+def test_cancel_stops_a_running_training_job(start_worker, tiny_model_path):
+    project = judged_project(48)
+    job = reward_model_train_start(
+        project=project, name="cancelled-rm", config=_config(tiny_model_path, epochs=50.0)
+    )
+    start_worker()
+    wait_until(lambda: (job.refresh_from_db() or job.progress_step) >= 2, 120, "training to start")
+    job_cancel_request(job=job)
+    wait_until(lambda: _state(job) == Job.State.CANCELLED, 60, "the job to stop")
+    assert job.progress_step < job.progress_total
+    assert not RewardModel.objects.filter(name="cancelled-rm").exists()
