@@ -169,10 +169,13 @@ class BuildReport:
         return {"pairs": self.pairs, "skipped": dict(self.skipped)}
 
 
-def pairs_for_projects(projects, *, objective, margin_scheme=None, min_judgments=1, batches=None):
+def pairs_for_projects(
+    projects, *, objective, margin_scheme=None, min_judgments=1, batches=None, exclude_annotators=()
+):
     """Training pairs from every judged comparison of `projects` (our own and imported ones).
 
     `objective` decides the safety rule; `margin_scheme` defaults to each project's own.
+    `exclude_annotators`: user ids (int) and imported rater ids (str) whose votes are left out.
     Returns (pairs, BuildReport).
     """
     from annotation.models import Comparison
@@ -185,13 +188,14 @@ def pairs_for_projects(projects, *, objective, margin_scheme=None, min_judgments
     )
     if batches is not None:
         comparisons = comparisons.filter(batch__in=batches)
-    excluded = _excluded_annotator_ids()
+    excluded = _excluded_annotator_ids() | {x for x in exclude_annotators if isinstance(x, int)}
+    excluded_raters = {x for x in exclude_annotators if isinstance(x, str) and x}
     report, pairs = BuildReport(), []
     for comparison in comparisons:
         votes = [
             Vote(j.choice, j.strength, j.response_a_safe, j.response_b_safe)
             for j in comparison.judgments.all()
-            if j.annotator_id not in excluded
+            if j.annotator_id not in excluded and j.external_annotator not in excluded_raters
         ]
         if not votes:
             report.skipped["unjudged"] += 1
