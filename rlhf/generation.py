@@ -1,13 +1,16 @@
 """Response generation: chat conversations in, sampled assistant replies out.
 
 Used wherever the loop needs model text: the two responses of a comparison, the K samples of
-rejection sampling, PPO rollouts. Batched HF `generate` on whatever device the model sits on.
+rejection sampling, PPO rollouts. `sample_responses` is the engine: every prompt repeated K
+times, sorted by length so a batch holds similar lengths, left-padded, decoded with the KV cache
+by HF `generate` on whatever device the model sits on; it returns token ids as well as text,
+because PPO scores exactly the tokens that were sampled.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import GenerationConfig
@@ -34,22 +37,57 @@ class SamplingConfig:
         return asdict(self)
 
 
+@dataclass
+class Sample:
+    """One sampled response: the exact tokens, so PPO can score what the policy produced."""
+
+    prompt_index: int  # position of its conversation in the input list
+    prompt_ids: list[int] = field(repr=False)
+    response_ids: list[int] = field(repr=False)  # generated tokens, the stop token included, no padding
+    text: str = ""
+    finished: bool = False  # stopped at end-of-turn rather than at max_new_tokens
+
+
 def generate_responses(
     model, tokenizer, conversations: list[list[dict]], config: SamplingConfig, batch_size: int = 8
 ) -> list[str]:
     """One assistant reply per conversation, in input order."""
+    samples = sample_responses(model, tokenizer, conversations, config, k=1, batch_size=batch_size)
+    return [per_prompt[0].text for per_prompt in samples]
+
+
+def sample_responses(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    config: SamplingConfig,
+    k: int = 1,
+    batch_size: int = 64,
+    ignore_eos: bool = False,
+) -> list[list[Sample]]:
+    """K samples per conversation: result[i] holds the K samples of conversations[i].
+
+    `ignore_eos` makes every response exactly max_new_tokens long (benchmarks compare equal work).
+    Deterministic for the same seed, inputs, k and batch_size.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     prompts = [_prompt_ids(tokenizer, conversation) for conversation in conversations]
-    # Batching prompts of similar length wastes fewer forward passes on padding.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    responses = [""] * len(prompts)
+    # K copies of each prompt, sorted by length: a batch of similar lengths wastes few forward
+    # passes on padding, and the K copies of one prompt sit together.
+    rows = sorted(((i, copy) for i in range(len(prompts)) for copy in range(k)), key=lambda r: len(prompts[r[0]]))
+    samples: list[list[Sample | None]] = [[None] * k for _ in prompts]
     generation_config = _generation_config(tokenizer, config)
+    if ignore_eos:
+        generation_config.min_new_tokens = config.max_new_tokens
     with torch.inference_mode(), _seeded(config.seed, model.device):
-        for start in range(0, len(order), batch_size):
-            indices = order[start : start + batch_size]
-            texts = _generate_batch(model, tokenizer, [prompts[i] for i in indices], generation_config)
-            for i, text in zip(indices, texts):
-                responses[i] = text
-    return responses
+        for start in range(0, len(rows), batch_size):
+            batch_rows = rows[start : start + batch_size]
+            outputs = _generate_batch(model, tokenizer, [prompts[i] for i, _ in batch_rows], generation_config)
+            for (i, copy), (response_ids, finished) in zip(batch_rows, outputs):
+                text = tokenizer.decode(response_ids, skip_special_tokens=True).strip()
+                samples[i][copy] = Sample(i, prompts[i], response_ids, text, finished)
+    return samples
 
 
 def chat_prompt(tokenizer, conversation: list[dict]) -> str:
@@ -93,9 +131,20 @@ def _seeded(seed: int | None, device: torch.device):
         yield
 
 
-def _generate_batch(model, tokenizer, prompts: list[list[int]], generation_config: GenerationConfig) -> list[str]:
+def _generate_batch(model, tokenizer, prompts: list[list[int]], generation_config: GenerationConfig):
+    """[(response token ids up to and including the stop token, stopped at EOS?)] per prompt."""
     batch = tokenizer.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
     batch = batch.to(model.device)
     output = model.generate(**batch, generation_config=generation_config)  # (B, T_prompt + T_new)
-    new_tokens = output[:, batch["input_ids"].shape[1] :]  # (B, T_new)
-    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()  # (B, T_new)
+    stop_ids = generation_config.eos_token_id
+    stop_ids = set(stop_ids if isinstance(stop_ids, list) else [stop_ids])
+    results = []
+    for tokens in new_tokens:
+        # generate pads finished rows after their stop token; the pad may equal the stop token.
+        end = next((n for n, token in enumerate(tokens) if token in stop_ids), None)
+        if end is None or generation_config.min_new_tokens:
+            results.append((tokens, False))
+        else:
+            results.append((tokens[: end + 1], True))
+    return results

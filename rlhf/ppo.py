@@ -1,0 +1,343 @@
+"""PPO against a reward function, as Llama 2 ran it (sec. 3.2.3), in one file that reads top to
+bottom like CleanRL's: rollout -> reward -> advantages -> clipped update.
+
+Policy with a value head on its last hidden state, a frozen reference (the initial policy; with
+LoRA the same weights with the adapter switched off), rollouts from the sampling engine, the
+whitened score minus a per-token KL penalty, GAE, the clipped objective, one gradient step per
+minibatch. A resumable state is written every `checkpoint_every` iterations; calling `ppo_train`
+again with the same `out_dir` continues where it stopped. No Django here.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlhf.config import PPOConfig
+from rlhf.generation import Sample, SamplingConfig, sample_responses
+from rlhf.modelstore import pick_device, save_checkpoint
+from rlhf.rewards import RewardFn, kl_penalised_rewards, whiten
+
+STATE_NAME = "ppo_state.pt"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# --- tensors and losses ---------------------------------------------------------------------------
+
+
+@dataclass
+class RolloutBatch:
+    input_ids: torch.Tensor  # (B, W) prompt + response, right-padded
+    attention_mask: torch.Tensor  # (B, W)
+    positions: torch.Tensor  # (B, T) where the logits predicting each response token sit
+    response_ids: torch.Tensor  # (B, T) right-padded
+    response_mask: torch.Tensor  # (B, T) 1 on response tokens
+
+    def select(self, rows: torch.Tensor) -> "RolloutBatch":
+        return RolloutBatch(*(getattr(self, name)[rows] for name in self.__dataclass_fields__))
+
+
+def rollout_batch(samples: list[Sample], pad_id: int, device="cpu") -> RolloutBatch:
+    sequences = [s.prompt_ids + s.response_ids for s in samples]
+    width = max(len(s) for s in sequences)
+    longest = max(len(s.response_ids) for s in samples)
+    input_ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    positions = torch.zeros((len(samples), longest), dtype=torch.long)
+    response_ids = torch.full((len(samples), longest), pad_id, dtype=torch.long)
+    response_mask = torch.zeros_like(response_ids)
+    for row, (sample, sequence) in enumerate(zip(samples, sequences)):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        attention_mask[row, : len(sequence)] = 1
+        n = len(sample.response_ids)
+        # The logits at position t predict token t + 1: response token j is read at p + j - 1.
+        start = len(sample.prompt_ids) - 1
+        positions[row] = torch.arange(start, start + longest).clamp(max=width - 1)
+        response_ids[row, :n] = torch.tensor(sample.response_ids)
+        response_mask[row, :n] = 1
+    tensors = (input_ids, attention_mask, positions, response_ids, response_mask)
+    return RolloutBatch(*(t.to(device) for t in tensors))
+
+
+def policy_forward(model, value_head: nn.Module | None, batch: RolloutBatch, temperature: float = 1.0):
+    """(log-probs (B, T), values (B, T) or None, logits (B, T, V)) of the response tokens.
+
+    The LM head runs on response positions only: the prompt's logits are never needed.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state  # (B, W, H)
+    index = batch.positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))  # (B, T, H)
+    response_hidden = hidden.gather(1, index)  # (B, T, H)
+    logits = base.get_output_embeddings()(response_hidden).float() / temperature  # (B, T, V)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1)
+    values = value_head(response_hidden.float()).squeeze(-1) if value_head is not None else None
+    return logprobs, values, logits
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over response tokens only: padding must not dilute a loss (loss masking)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def gae_advantages(rewards, values, mask, gamma: float, lam: float):
+    """Generalised advantage estimation over response tokens (B, T) -> (advantages, returns).
+
+    Rewards and values are zeroed on padding first, so a response's last token bootstraps from 0.
+    """
+    mask = mask.to(rewards.dtype)
+    rewards, values = rewards * mask, values * mask
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.size(1))):
+        next_value = values[:, t + 1] if t + 1 < rewards.size(1) else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def ppo_losses(new_logprobs, old_logprobs, advantages, new_values, old_values, returns, mask, config: PPOConfig):
+    """The clipped policy loss and the clipped value loss, averaged over response tokens."""
+    ratio = torch.exp(new_logprobs - old_logprobs)  # (B, T)
+    clipped_ratio = ratio.clamp(1 - config.clip_range, 1 + config.clip_range)
+    pg_loss = masked_mean(torch.max(-advantages * ratio, -advantages * clipped_ratio), mask)
+    clipped_values = old_values + (new_values - old_values).clamp(-config.value_clip, config.value_clip)
+    v_loss = 0.5 * masked_mean(
+        torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2), mask
+    )
+    clipfrac = masked_mean(((ratio - 1).abs() > config.clip_range).float(), mask)
+    approx_kl = masked_mean(0.5 * (new_logprobs - old_logprobs) ** 2, mask)
+    return pg_loss, v_loss, {"ppo/clipfrac": clipfrac.item(), "ppo/approx_kl": approx_kl.item()}
+
+
+def entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, dim=-1)
+    return masked_mean(-(logp.exp() * logp).sum(-1), mask)
+
+
+# --- the trainer ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOResult:
+    checkpoint: Path
+    iterations: list[dict] = field(default_factory=list)
+    resumed_from: int = 0  # iterations already done when this call started
+    stopped_early: str = ""
+
+
+class PPOTrainer:
+    """Holds policy, reference, value head and optimizer; `iteration()` does one PPO step."""
+
+    def __init__(self, config: PPOConfig, policy, tokenizer, reward_fn: RewardFn):
+        self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
+        self.device = policy.device
+        if config.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                              target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+            self.policy, self.reference = get_peft_model(policy, lora), None
+        else:
+            self.policy = policy
+            self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.policy.eval()  # no dropout in rollouts or updates: old and new log-probs must agree
+        hidden = policy.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1).to(self.device)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.optimizer = torch.optim.AdamW(
+            self.trainable_parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+            eps=config.adam_eps, weight_decay=config.weight_decay,
+        )
+
+    def trainable_parameters(self):
+        return [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
+
+    def reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
+        if self.reference is None:
+            with self.policy.disable_adapter():
+                return policy_forward(self.policy, None, batch, self.config.temperature)[0]
+        return policy_forward(self.reference, None, batch, self.config.temperature)[0]
+
+    def rollout(self, prompts: list[list[dict]], seed: int):
+        """Sample one response per prompt; score it; per-token rewards, advantages and returns."""
+        config = self.config
+        # top_p 1: the sampled tokens must come from the very distribution PPO differentiates.
+        sampling = SamplingConfig(temperature=config.temperature, top_p=1.0,
+                                  max_new_tokens=config.max_new_tokens, seed=seed)
+        samples = [per_prompt[0] for per_prompt in sample_responses(
+            self.policy, self.tokenizer, prompts, sampling, k=1, batch_size=config.generation_batch_size
+        )]
+        conversations = [prompt + [{"role": "assistant", "content": s.text}] for prompt, s in zip(prompts, samples)]
+        scores = torch.tensor(self.reward_fn(conversations), dtype=torch.float32, device=self.device)  # (B,)
+        batch = rollout_batch(samples, self.tokenizer.pad_token_id, self.device)
+        with torch.no_grad():
+            old_logprobs, old_values = [], []
+            for rows in self.minibatches(len(samples), shuffle=False):
+                logprobs, values, _ = policy_forward(self.policy, self.value_head, batch.select(rows), config.temperature)
+                old_logprobs.append(logprobs)
+                old_values.append(values)
+            old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)  # (B, T)
+            ref_logprobs = torch.cat([self.reference_logprobs(batch.select(rows))
+                                      for rows in self.minibatches(len(samples), shuffle=False)])  # (B, T)
+            mask = batch.response_mask
+            score = whiten(scores) if config.whiten_rewards else scores  # (B,)
+            rewards, kl = kl_penalised_rewards(score, old_logprobs, ref_logprobs, mask, config.kl_beta)
+            advantages, returns = gae_advantages(rewards, old_values, mask, config.gamma, config.gae_lambda)
+            advantages = whiten(advantages, mask)
+        return dict(batch=batch, samples=samples, scores=scores, old_logprobs=old_logprobs,
+                    old_values=old_values, advantages=advantages, returns=returns, kl=kl)
+
+    def minibatches(self, size: int, shuffle: bool = True):
+        order = torch.randperm(size) if shuffle else torch.arange(size)
+        step = self.config.minibatch_size
+        return [order[start : start + step].to(self.device) for start in range(0, size, step)]
+
+    def update(self, rollout: dict) -> dict:
+        """One pass over the rollouts: one gradient step per minibatch (Llama 2)."""
+        config, stats = self.config, []
+        for rows in self.minibatches(len(rollout["samples"])):
+            batch = rollout["batch"].select(rows)
+            mask = batch.response_mask
+            new_logprobs, new_values, logits = policy_forward(self.policy, self.value_head, batch, config.temperature)
+            pg_loss, v_loss, extra = ppo_losses(
+                new_logprobs, rollout["old_logprobs"][rows], rollout["advantages"][rows],
+                new_values, rollout["old_values"][rows], rollout["returns"][rows], mask, config,
+            )
+            loss = pg_loss + config.value_coef * v_loss
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), config.max_grad_norm)
+            self.optimizer.step()
+            with torch.no_grad():
+                stats.append({"pg_loss": pg_loss.item(), "value_loss": v_loss.item(),
+                              "entropy": entropy(logits.detach(), mask).item(), **extra})
+        return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
+
+    def iteration(self, prompts: list[list[dict]], seed: int) -> dict:
+        rollout = self.rollout(prompts, seed)
+        stats = self.update(rollout)
+        lengths = rollout["batch"].response_mask.sum(1).float()
+        return {
+            "reward": rollout["scores"].mean().item(),
+            "kl": rollout["kl"].sum(1).mean().item(),  # nats per sequence, to the initial policy
+            "value_loss": stats.pop("value_loss"),
+            "entropy": stats.pop("entropy"),
+            "response_length": lengths.mean().item(),
+            "ppo/pg_loss": stats.pop("pg_loss"),
+            **stats,
+        }
+
+    # --- resumable state ----------------------------------------------------------------------
+
+    def state_dict(self, iteration: int, log: list[dict]) -> dict:
+        trainable = {name for name, p in self.policy.named_parameters() if p.requires_grad}
+        return {
+            "iteration": iteration,
+            "log": log,
+            "policy": {k: v for k, v in self.policy.state_dict().items() if k in trainable},
+            "value_head": self.value_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict):
+        missing = set(state["policy"]) - set(self.policy.state_dict())
+        if missing:
+            raise ValueError(f"the saved PPO state does not fit this policy (e.g. {sorted(missing)[0]}); "
+                             "was it started with another lora_rank?")
+        self.policy.load_state_dict(state["policy"], strict=False)
+        self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+
+    def final_model(self):
+        if self.reference is None:
+            return self.policy.merge_and_unload()  # a plain checkpoint: the adapter folded in
+        return self.policy
+
+
+def prompts_for_iteration(prompts: list, iteration: int, batch_size: int, seed: int) -> list:
+    """A fixed function of (seed, iteration): a resumed run sees the prompts it would have seen.
+
+    Walks through a seeded shuffle of the prompts, reshuffled for every pass.
+    """
+    picked = []
+    position = iteration * batch_size
+    while len(picked) < batch_size:
+        epoch, offset = divmod(position, len(prompts))
+        order = list(range(len(prompts)))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        take = order[offset : offset + batch_size - len(picked)]
+        picked += [prompts[i] for i in take]
+        position += len(take)
+    return picked
+
+
+def ppo_train(
+    config: PPOConfig,
+    policy_path: Path | str,
+    prompts: list[list[dict]],
+    reward_fn: RewardFn,
+    out_dir: Path | str,
+    on_progress: Callable[[int, int, dict], None] | None = None,
+    device=None,
+    metadata: dict | None = None,
+) -> PPOResult:
+    """Run `config.iterations` PPO iterations from the checkpoint at `policy_path`.
+
+    Writes `out_dir/ppo_state.pt` (resumable) and, at the end, the new policy to `out_dir/policy`.
+    `on_progress(iteration, total, record)` is called after each iteration with its log record.
+    """
+    from rlhf.modelstore import load_policy
+
+    if not prompts:
+        raise ValueError("PPO needs at least one training prompt")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    policy, tokenizer = load_policy(policy_path, device or pick_device())
+    trainer = PPOTrainer(config, policy, tokenizer, reward_fn)
+    start, log = 0, []
+    state_path = out_dir / STATE_NAME
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=trainer.device, weights_only=False)
+        trainer.load_state_dict(state)
+        start, log = state["iteration"], state["log"]
+    result = PPOResult(checkpoint=out_dir / "policy", iterations=log, resumed_from=start)
+    for iteration in range(start, config.iterations):
+        batch_prompts = prompts_for_iteration(prompts, iteration, config.batch_size, config.seed)
+        record = {"iteration": iteration + 1, **trainer.iteration(batch_prompts, seed=config.seed * 10_007 + iteration)}
+        log.append(record)
+        done = iteration + 1
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            _save_atomic(trainer.state_dict(done, log), state_path)
+        if on_progress:
+            on_progress(done, config.iterations, record)
+        if config.kl_stop and record["kl"] > config.kl_stop:
+            # Reward hacking shows up as KL running away (DeepSpeed-Chat #489): stop, keep the log.
+            result.stopped_early = f"KL {record['kl']:.2f} exceeded kl_stop {config.kl_stop} at iteration {done}"
+            _save_atomic(trainer.state_dict(done, log), state_path)
+            break
+    save_checkpoint(trainer.final_model(), tokenizer, result.checkpoint,
+                    {"kind": "ppo", "config": config.to_dict(), "iterations": len(log), **(metadata or {})})
+    return result
+
+
+def _save_atomic(state: dict, path: Path):
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write leaves the previous state intact

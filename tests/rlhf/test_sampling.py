@@ -1,0 +1,75 @@
+"""The sampling engine: K samples per prompt, exact token ids, stop rules, seeds, left padding."""
+
+import pytest
+
+from rlhf.generation import SamplingConfig, sample_responses
+
+SHORT = [{"role": "user", "content": "Hi"}]
+QUESTION = [{"role": "user", "content": "What is a reward model?"}]
+LONG = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a storm. " * 3}]
+
+
+def test_k_samples_per_prompt_come_back_grouped_under_their_prompt(tiny_lm):
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=8, seed=1)
+
+    samples = sample_responses(model, tokenizer, [LONG, SHORT, QUESTION], config, k=4, batch_size=5)
+
+    assert [len(per_prompt) for per_prompt in samples] == [4, 4, 4]
+    for index, per_prompt in enumerate(samples):
+        assert {s.prompt_index for s in per_prompt} == {index}
+        assert tokenizer.decode(per_prompt[0].prompt_ids).endswith("assistant\n")
+    # Sampling at temperature 1 gives a prompt's K samples different texts.
+    assert len({s.text for s in samples[1]}) > 1
+
+
+def test_response_tokens_stop_at_end_of_turn_or_at_max_new_tokens(tiny_lm):
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=6, seed=2)
+
+    samples = [s for per_prompt in sample_responses(model, tokenizer, [SHORT, LONG], config, k=8) for s in per_prompt]
+
+    for sample in samples:
+        assert 1 <= len(sample.response_ids) <= 6
+        assert sample.text == tokenizer.decode(sample.response_ids, skip_special_tokens=True).strip()
+        if sample.finished:
+            assert sample.response_ids[-1] == tokenizer.eos_token_id
+            assert tokenizer.eos_token_id not in sample.response_ids[:-1]
+        else:
+            assert len(sample.response_ids) == 6
+
+
+def test_ignore_eos_makes_every_response_max_new_tokens_long(tiny_lm):
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=1.0, max_new_tokens=7, seed=3)
+
+    samples = sample_responses(model, tokenizer, [SHORT, QUESTION], config, k=3, ignore_eos=True)
+
+    assert {len(s.response_ids) for per_prompt in samples for s in per_prompt} == {7}
+
+
+def test_same_seed_same_samples(tiny_lm):
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=1.2, top_p=0.9, max_new_tokens=6, seed=11)
+
+    def texts(seed_config):
+        return [[s.text for s in p] for p in sample_responses(model, tokenizer, [SHORT, LONG], seed_config, k=3)]
+
+    assert texts(config) == texts(config)
+    assert texts(config) != texts(SamplingConfig(temperature=1.2, top_p=0.9, max_new_tokens=6, seed=12))
+
+
+def test_greedy_samples_do_not_depend_on_batch_neighbours(tiny_lm):
+    model, tokenizer = tiny_lm
+    greedy = SamplingConfig(temperature=0, max_new_tokens=10)
+
+    alone = sample_responses(model, tokenizer, [QUESTION], greedy, k=1)[0][0]
+    mixed = sample_responses(model, tokenizer, [LONG, QUESTION, SHORT], greedy, k=2, batch_size=6)[1]
+
+    assert [s.response_ids for s in mixed] == [alone.response_ids] * 2
+
+
+def test_k_must_be_positive(tiny_lm):
+    model, tokenizer = tiny_lm
+    with pytest.raises(ValueError, match="k must be"):
+        sample_responses(model, tokenizer, [SHORT], SamplingConfig(), k=0)
