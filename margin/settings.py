@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "annotation",
     "rewardmodel",
     "rlhf",
+    "dataio",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Data in and out: importers for the preference-data formats teams use, and exporters for TRL."""

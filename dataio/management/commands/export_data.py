@@ -1,0 +1,70 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotation.models import MarginScheme, Objective, Project
+from dataio.exporters import (
+    OUTPUT_FORMATS,
+    ExportError,
+    ExportFilters,
+    margin_records,
+    preference_rows,
+    rows_write,
+    sft_rows,
+)
+
+KINDS = ("trl", "margin", "sft")
+
+
+class Command(BaseCommand):
+    help = (
+        "Export judged comparisons as TRL preference data (prompt / chosen / rejected + margin), "
+        "everything as Margin JSONL (lossless, re-importable), or demonstrations as SFT data."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("output", type=Path, help="file (jsonl, parquet) or folder (datasets)")
+        parser.add_argument("--project", action="append", required=True, help="project name (repeatable)")
+        parser.add_argument("--kind", choices=KINDS, default="trl")
+        parser.add_argument("--as", dest="output_format", choices=OUTPUT_FORMATS, default="jsonl")
+        parser.add_argument("--batch", type=int, action="append", default=[], help="batch number (repeatable)")
+        parser.add_argument("--objective", choices=Objective.values, default="")
+        parser.add_argument("--min-agreement", type=float, default=0.0, help="0..1, share of votes on the majority side")
+        parser.add_argument(
+            "--exclude-annotator", action="append", default=[],
+            help="username, exported pseudonym or imported rater id (repeatable)",
+        )
+        parser.add_argument("--margin-scheme", choices=MarginScheme.values, default="")
+
+    def handle(self, *args, output, project, kind, output_format, batch, objective, min_agreement,
+               exclude_annotator, margin_scheme, **options):
+        projects = list(Project.objects.filter(name__in=project))
+        missing = sorted(set(project) - {p.name for p in projects})
+        if missing:
+            raise CommandError(f"No project named {', '.join(f'“{m}”' for m in missing)}.")
+        bar = tqdm(desc="writing", unit="row", disable=options["verbosity"] == 0)
+
+        def on_progress(step, total):
+            bar.total = total
+            bar.update(step - bar.n)
+
+        try:
+            filters = ExportFilters(
+                projects=projects, batches=batch, objective=objective, min_agreement=min_agreement,
+                exclude_annotators=exclude_annotator, margin_scheme=margin_scheme,
+            )
+            skipped = {}
+            if kind == "trl":
+                rows, skipped = preference_rows(filters)
+            elif kind == "margin":
+                rows = margin_records(filters)
+            else:
+                rows = sft_rows(filters)
+            written = rows_write(rows, output, output_format, on_progress=on_progress)
+        except ExportError as bad:
+            raise CommandError(str(bad)) from bad
+        finally:
+            bar.close()
+        note = f" (left out: {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
+        self.stdout.write(self.style.SUCCESS(f"Wrote {written} {kind} rows to {output}{note}."))

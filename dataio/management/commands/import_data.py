@@ -1,0 +1,80 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotation.models import Project
+from annotation.services import AnnotationError
+from dataio.formats import PARSERS, mapping_parse
+from dataio.services import ImportRejected, data_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import preference data (prompts, pairs, judgments) into a project. All or nothing unless "
+        "--skip-invalid; importing the same file again adds nothing. Formats: docs/dataio.md."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path, help="JSON Lines (.jsonl, .jsonl.gz) or a JSON array")
+        parser.add_argument("--project", required=True, help="project name")
+        parser.add_argument("--format", required=True, choices=sorted(PARSERS), dest="fmt")
+        parser.add_argument("--batch", type=int, help="existing batch number (default: the open one)")
+        parser.add_argument(
+            "--map", default="", dest="mapping",
+            help="field names, e.g. prompt=question,response_a=answer1,response_b=answer2,label=winner",
+        )
+        parser.add_argument("--skip-invalid", action="store_true", help="import the valid records, report the rest")
+        parser.add_argument(
+            "--queue-judged", action="store_true",
+            help="also serve judged imported pairs to our annotators (default: they count as complete)",
+        )
+        parser.add_argument("--adversarial", action="store_true", help="tag the prompts as adversarial (red teaming)")
+
+    def handle(self, *args, file, project, fmt, batch, mapping, skip_invalid, queue_judged, adversarial, **options):
+        target = Project.objects.filter(name=project).first()
+        if target is None:
+            raise CommandError(f"No project named “{project}”.")
+        if not file.is_file():
+            raise CommandError(f"No such file: {file}")
+        try:
+            fields = mapping_parse(mapping)
+        except ValueError as bad:
+            raise CommandError(f"--map: {bad}") from bad
+        bar = tqdm(desc="storing", unit="record", disable=options["verbosity"] == 0)
+
+        def on_progress(step, total):
+            bar.total = total
+            bar.update(step - bar.n)
+
+        try:
+            with open(file, "rb") as stream:
+                report = data_import(
+                    project=target, stream=stream, fmt=fmt, batch_number=batch, mapping=fields,
+                    source_name=file.name, skip_invalid=skip_invalid, queue_judged=queue_judged,
+                    adversarial=adversarial, on_progress=on_progress,
+                )
+        except ImportRejected as rejected:
+            bar.close()
+            raise CommandError("\n".join([str(rejected), *_errors(rejected.report)])) from rejected
+        except AnnotationError as refused:
+            bar.close()
+            raise CommandError(str(refused)) from refused
+        bar.close()
+        for line in _errors(report):
+            self.stderr.write(f"skipped: {line}")
+        self.stdout.write(self.style.SUCCESS(
+            f"{file.name} → {target.name}, batch {report.batch}: {report.comparisons_added} comparisons, "
+            f"{report.judgments_added} judgments, {report.prompts_added} prompts added; "
+            f"{report.already_present} already present, {report.merged_in_file} rows merged into "
+            f"an earlier row of the same pair, {report.invalid} invalid skipped, {report.blank} blank rows."
+        ))
+
+
+def _errors(report):
+    if report is None:
+        return []
+    lines = list(report.errors)
+    if report.invalid > len(lines):
+        lines.append(f"... and {report.invalid - len(lines)} more")
+    return lines

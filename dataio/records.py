@@ -1,0 +1,179 @@
+"""What every importer produces, and the checks every record passes before anything is stored.
+
+Pure Python (no Django): a reader turns one raw record of some format into an `ImportRecord`,
+`record_validate` checks it, and the service stores it. Errors carry the line and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+CHOICES = ("a", "b", "tie")
+STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
+ROLES = ("system", "user", "assistant")
+
+
+class RecordError(ValueError):
+    """One bad record: where it is, which field, what is wrong (shown to the user as is)."""
+
+    def __init__(self, line, field_name, message):
+        self.line, self.field, self.message = line, field_name, message
+        super().__init__(f"line {line}, field “{field_name}”: {message}")
+
+
+@dataclass
+class Label:
+    """One rater's judgment of response A against response B."""
+
+    choice: str  # "a", "b" or "tie"
+    strength: str = ""  # one of STRENGTHS, or "" when the source has no graded strength
+    a_safe: bool | None = None
+    b_safe: bool | None = None
+    # The source's rater id. Labels with one are merged by (comparison, rater) on re-import;
+    # an anonymous label (HH, TRL) only comes with a comparison that is new.
+    rater: str = ""
+    rationale: str = ""
+    metadata: dict = field(default_factory=dict)
+
+    def swapped(self) -> Label:
+        """The same label seen with A and B exchanged."""
+        return Label(
+            choice={"a": "b", "b": "a"}.get(self.choice, self.choice),
+            strength=self.strength,
+            a_safe=self.b_safe,
+            b_safe=self.a_safe,
+            rater=self.rater,
+            rationale=self.rationale,
+            metadata=self.metadata,
+        )
+
+
+@dataclass
+class ImportRecord:
+    """A prompt (no responses) or a comparison (two responses, zero or more labels)."""
+
+    line: int
+    context: list  # chat messages; the last one is the user turn the responses answer
+    responses: list = field(default_factory=list)  # [] or two {"text": ..., "model_name": ...}
+    labels: list = field(default_factory=list)
+    source: str = ""  # format and file, e.g. "hh-rlhf:harmless-base.dev.jsonl.gz"
+    origin: str = ""  # where the pair came from, kept on the comparison; default source:line
+    adversarial: bool = False
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def is_prompt(self) -> bool:
+        return not self.responses
+
+    def key(self, swapped=False) -> str:
+        """Content hash: the same context and responses give the same key in any file."""
+        texts = [r["text"] for r in self.responses]
+        if swapped:
+            texts.reverse()
+        # The demo importer (annotation.importers.PairRecord) hashes the same list.
+        payload = [self.context, *texts] if texts else [self.context]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Limits:
+    max_text_chars: int = 20_000
+    max_line_bytes: int = 1_000_000
+    max_records: int = 200_000
+    max_file_bytes: int = 500_000_000
+
+
+def _text(value, line, name, limits, allow_empty=False):
+    if not isinstance(value, str):
+        raise RecordError(line, name, f"expected text, got {type(value).__name__}")
+    text = value.strip()
+    if not text and not allow_empty:
+        raise RecordError(line, name, "is empty")
+    if "\x00" in text:
+        raise RecordError(line, name, "contains a NUL character")
+    if len(text) > limits.max_text_chars:
+        raise RecordError(
+            line, name, f"is {len(text)} characters long; the limit is {limits.max_text_chars}"
+        )
+    return text
+
+
+def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
+    """Check and normalise (strip) a record in place; raise RecordError on the first problem."""
+    line = record.line
+    if not isinstance(record.context, list) or not record.context:
+        raise RecordError(line, "messages", "needs at least one message")
+    for i, message in enumerate(record.context):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise RecordError(line, where, "expected an object with “role” and “content”")
+        if message.get("role") not in ROLES:
+            raise RecordError(
+                line, f"{where}.role", f"unknown role {message.get('role')!r}; use {', '.join(ROLES)}"
+            )
+        message["content"] = _text(message.get("content"), line, f"{where}.content", limits)
+    if record.context[-1]["role"] != "user":
+        raise RecordError(line, "messages", "the last message must be the user's (what is answered)")
+    if record.is_prompt:
+        if record.labels:
+            raise RecordError(line, "judgments", "a prompt without responses cannot be judged")
+        return record
+    if len(record.responses) != 2:
+        raise RecordError(line, "responses", f"needs exactly two responses, got {len(record.responses)}")
+    for i, response in enumerate(record.responses):
+        # A model can answer with nothing (PandaLM, Tulu and Auto-J hold such pairs): kept.
+        response["text"] = _text(
+            response.get("text"), line, f"responses[{i}].text", limits, allow_empty=True
+        )
+        response["model_name"] = str(response.get("model_name") or "")[:200]
+    raters = set()
+    for i, label in enumerate(record.labels):
+        where = f"judgments[{i}]"
+        if label.choice not in CHOICES:
+            raise RecordError(line, f"{where}.choice", f"unknown choice {label.choice!r}; use a, b or tie")
+        if label.strength not in ("", *STRENGTHS):
+            raise RecordError(
+                line, f"{where}.strength",
+                f"unknown strength {label.strength!r}; use {', '.join(STRENGTHS)} or leave it empty",
+            )
+        for name in ("a_safe", "b_safe"):
+            if getattr(label, name) not in (None, True, False):
+                raise RecordError(line, f"{where}.{name}", "expected true, false or null")
+        label.rater = str(label.rater or "")[:200]
+        if label.rater and label.rater in raters:
+            raise RecordError(line, f"{where}.annotator", f"rater {label.rater!r} judges this pair twice")
+        raters.add(label.rater)
+    return record
+
+
+def records_merge(records):
+    """Records of the same pair (Tulu: one row per evaluator) become one record with all labels.
+
+    A later row of the same rater on the same pair replaces the earlier one (a corrected label).
+    """
+    merged = {}
+    for record in records:
+        key = record.key()
+        if key not in merged:
+            swapped = record.key(swapped=True)
+            if not record.is_prompt and swapped in merged:
+                key, record = swapped, _swap(record)
+        kept = merged.setdefault(key, record)
+        if kept is record:
+            continue
+        by_rater = {label.rater: label for label in kept.labels if label.rater}
+        for label in record.labels:
+            if label.rater and label.rater in by_rater:
+                kept.labels[kept.labels.index(by_rater[label.rater])] = label
+            elif label.rater or not kept.labels:
+                kept.labels.append(label)
+            by_rater[label.rater] = label
+    return list(merged.values())
+
+
+def _swap(record):
+    record.responses = list(reversed(record.responses))
+    record.labels = [label.swapped() for label in record.labels]
+    return record

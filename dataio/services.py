@@ -1,0 +1,234 @@
+"""Importing preference data: read and check every record first, then store all in one transaction.
+
+All or nothing by default: one bad record and nothing is written (the report lists every bad
+record with its line and field). With `skip_invalid` the good records are stored and the bad ones
+reported. Re-importing adds nothing: dialogues carry the content hash of their context and
+responses, and a rater's label is stored once per comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from annotation.models import AuditEvent, Batch, Dialogue, Judgment, Turn
+from annotation.services import batch_current, comparison_create
+from dataio.exporters import annotator_pseudonym
+from dataio.formats import PARSERS, ReadOptions, raw_records
+from dataio.records import Limits, RecordError, record_validate, records_merge
+
+SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
+
+
+class ImportRejected(Exception):
+    """The file (or part of it) is bad; `report` says where. Nothing was stored."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ImportReport:
+    format: str = ""
+    records: int = 0  # valid records read (before merging rows of the same pair)
+    comparisons_added: int = 0
+    prompts_added: int = 0
+    judgments_added: int = 0
+    already_present: int = 0  # records whose pair (and every label) was stored before
+    merged_in_file: int = 0  # rows of a pair met earlier in the same file (their labels merged)
+    blank: int = 0
+    invalid: int = 0
+    errors: list = field(default_factory=list)  # the first SHOWN_ERRORS, as text
+    batch: int | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @property
+    def added_anything(self) -> bool:
+        return bool(self.comparisons_added or self.prompts_added or self.judgments_added)
+
+
+def import_limits() -> Limits:
+    return Limits(
+        max_text_chars=settings.MARGIN_MAX_TEXT_CHARS,
+        max_line_bytes=getattr(settings, "MARGIN_IMPORT_MAX_LINE_BYTES", Limits.max_line_bytes),
+        max_records=getattr(settings, "MARGIN_IMPORT_MAX_RECORDS", Limits.max_records),
+        max_file_bytes=getattr(settings, "MARGIN_IMPORT_MAX_BYTES", Limits.max_file_bytes),
+    )
+
+
+def records_read(*, stream, fmt, options: ReadOptions, limits: Limits, report: ImportReport):
+    """Parse and check every record of `stream`; bad ones go to `report`. Returns the good ones."""
+    if fmt not in PARSERS:
+        raise ImportRejected(f"Unknown format {fmt!r}; use one of: {', '.join(PARSERS)}.")
+    size = _stream_size(stream)
+    if size is not None and size > limits.max_file_bytes:
+        raise ImportRejected(
+            f"The file is {size} bytes; the import limit is {limits.max_file_bytes} bytes "
+            "(MARGIN_IMPORT_MAX_BYTES)."
+        )
+    parse, records = PARSERS[fmt], []
+    for line, raw in raw_records(stream, limits):
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            record = parse(raw, line, options)
+            if record is None:
+                report.blank += 1
+                continue
+            records.append(record_validate(record, limits))
+        except RecordError as bad:
+            report.invalid += 1
+            if len(report.errors) < SHOWN_ERRORS:
+                report.errors.append(str(bad))
+        if len(records) > limits.max_records:
+            raise ImportRejected(
+                f"More than {limits.max_records} records; split the file "
+                "(MARGIN_IMPORT_MAX_RECORDS).", report,
+            )
+    report.records = len(records)
+    return records
+
+
+def _stream_size(stream):
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        if hasattr(stream, "getbuffer"):
+            return stream.getbuffer().nbytes
+        return None
+
+
+def data_import(
+    *,
+    project,
+    stream,
+    fmt,
+    batch_number=None,
+    mapping=None,
+    source_name="",
+    skip_invalid=False,
+    queue_judged=False,
+    adversarial=False,
+    actor=None,
+    on_progress=None,
+):
+    """Import a preference-data file into `project`. Returns an ImportReport.
+
+    `batch_number`: an existing batch (open or closed) of the project; default the open one.
+    `queue_judged`: also serve already-judged imported pairs to our annotators (for overlap with
+    the imported raters); by default a judged pair counts as complete.
+    """
+    report = ImportReport(format=fmt)
+    options = ReadOptions(objective=project.objective, mapping=mapping or {}, source=source_name)
+    records = records_read(stream=stream, fmt=fmt, options=options, limits=import_limits(), report=report)
+    if report.invalid and not skip_invalid:
+        raise ImportRejected(
+            f"{report.invalid} invalid record(s); nothing was imported "
+            "(fix them, or import the rest with --skip-invalid).", report,
+        )
+    if not records and not report.blank:
+        raise ImportRejected("No valid records in the file; nothing was imported.", report)
+    merged = records_merge(records)
+    report.merged_in_file, records = len(records) - len(merged), merged
+    with transaction.atomic():
+        batch = _batch_for(project, batch_number)
+        report.batch = batch.number
+        known = dict(
+            Dialogue.objects.filter(project=project).exclude(source_key="")
+            .values_list("source_key", "pk")
+        )
+        for step, record in enumerate(records, start=1):
+            _record_store(record, project=project, batch=batch, known=known, report=report,
+                          queue_judged=queue_judged, adversarial=adversarial)
+            if on_progress:
+                on_progress(step, len(records))
+        AuditEvent.objects.create(
+            actor=actor, verb="data_import", object_type="Project", object_id=project.pk,
+            data={k: v for k, v in report.to_dict().items() if k != "errors"},
+        )
+    return report
+
+
+def _batch_for(project, number):
+    if number is None:
+        return batch_current(project=project)
+    batch = Batch.objects.filter(project=project, number=number).first()
+    if batch is None:
+        raise ImportRejected(f"Project “{project}” has no batch {number}.")
+    return batch
+
+
+def _record_store(record, *, project, batch, known, report, queue_judged, adversarial):
+    key, swapped = record.key(), record.key(swapped=True)
+    labels = record.labels
+    if key not in known and swapped in known and not record.is_prompt:
+        key, labels = swapped, [label.swapped() for label in record.labels]
+    if key in known:
+        added = 0 if record.is_prompt else _labels_add(known[key], labels, new=False)
+        report.judgments_added += added
+        report.already_present += not added
+        return
+    dialogue = Dialogue.objects.create(
+        project=project, source=record.source[:200], source_key=key,
+        is_adversarial=adversarial or record.adversarial,
+    )
+    known[key] = dialogue.pk
+    Turn.objects.bulk_create(
+        Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
+        for i, m in enumerate(record.context)
+    )
+    if record.is_prompt:
+        report.prompts_added += 1
+        return
+    fallback_model = record.source.partition(":")[0]
+    comparison = comparison_create(
+        batch=batch,
+        dialogue=dialogue,
+        context_length=len(record.context),
+        responses=[
+            {"text": r["text"], "model_name": r["model_name"] or fallback_model}
+            for r in record.responses
+        ],
+        judgments_wanted=len(labels) if labels and not queue_judged else None,
+    )
+    comparison.source = (record.origin or f"{record.source}:{record.line}")[:200]
+    comparison.metadata = record.metadata
+    comparison.save(update_fields=["source", "metadata"])
+    report.comparisons_added += 1
+    report.judgments_added += _labels_add(dialogue.pk, labels, new=True, comparison=comparison)
+
+
+def _labels_add(dialogue_id, labels, *, new, comparison=None):
+    """Store the labels whose rater has none on this comparison yet; returns how many."""
+    if comparison is None:
+        comparison = Dialogue.objects.get(pk=dialogue_id).comparisons.order_by("pk").first()
+        if comparison is None:  # the pair was stored as a prompt before
+            return 0
+    present = {
+        annotator_pseudonym(user_id) if user_id else external
+        for user_id, external in comparison.judgments.values_list("annotator_id", "external_annotator")
+    }
+    fresh = [
+        label for label in labels
+        if (label.rater and label.rater not in present) or (not label.rater and new)
+    ]
+    Judgment.objects.bulk_create(
+        Judgment(
+            comparison=comparison,
+            external_annotator=label.rater,
+            choice=label.choice,
+            strength=label.strength,
+            response_a_safe=label.a_safe,
+            response_b_safe=label.b_safe,
+            rationale=label.rationale.strip(),
+            metadata=label.metadata,
+        )
+        for label in fresh
+    )
+    return len(fresh)
