@@ -303,7 +303,9 @@ def parse_trl(raw, line, options):
     prompt = _get(raw, line, "prompt", (str, list))
     context = _user(prompt) if isinstance(prompt, str) else [dict(m) for m in prompt]
     strength = raw.get("strength") or ""
-    label = Label("a", strength, a_safe=raw.get("chosen_safe"), b_safe=raw.get("rejected_safe"))
+    label = Label(
+        "a", strength, a_safe=raw.get("chosen_safe"), b_safe=raw.get("rejected_safe"), aggregate=True
+    )
     return _pair(
         line, context, _chat_or_text(raw, line, "chosen"), _chat_or_text(raw, line, "rejected"),
         [label], f"trl:{options.source}",

@@ -31,11 +31,14 @@ class Label:
     strength: str = ""  # one of STRENGTHS, or "" when the source has no graded strength
     a_safe: bool | None = None
     b_safe: bool | None = None
-    # The source's rater id. Labels with one are merged by (comparison, rater) on re-import;
-    # an anonymous label (HH, TRL) only comes with a comparison that is new.
+    # The source's rater id ("" for an anonymous one, as in HH): a comparison holds one label
+    # per rater, so re-importing adds nothing.
     rater: str = ""
     rationale: str = ""
     metadata: dict = field(default_factory=dict)
+    # A majority label summarising other raters (TRL rows): stored with a new comparison only,
+    # never on top of the judgments it summarises.
+    aggregate: bool = False
 
     def swapped(self) -> Label:
         """The same label seen with A and B exchanged."""
@@ -47,6 +50,7 @@ class Label:
             rater=self.rater,
             rationale=self.rationale,
             metadata=self.metadata,
+            aggregate=self.aggregate,
         )
 
 
@@ -142,8 +146,9 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
             if getattr(label, name) not in (None, True, False):
                 raise RecordError(line, f"{where}.{name}", "expected true, false or null")
         label.rater = str(label.rater or "")[:200]
-        if label.rater and label.rater in raters:
-            raise RecordError(line, f"{where}.annotator", f"rater {label.rater!r} judges this pair twice")
+        if label.rater in raters:
+            who = repr(label.rater) if label.rater else "an anonymous rater"
+            raise RecordError(line, f"{where}.annotator", f"{who} judges this pair twice")
         raters.add(label.rater)
     return record
 
@@ -163,13 +168,13 @@ def records_merge(records):
         kept = merged.setdefault(key, record)
         if kept is record:
             continue
-        by_rater = {label.rater: label for label in kept.labels if label.rater}
+        position = {label.rater: i for i, label in enumerate(kept.labels)}
         for label in record.labels:
-            if label.rater and label.rater in by_rater:
-                kept.labels[kept.labels.index(by_rater[label.rater])] = label
-            elif label.rater or not kept.labels:
+            if label.rater in position:
+                kept.labels[position[label.rater]] = label
+            else:
+                position[label.rater] = len(kept.labels)
                 kept.labels.append(label)
-            by_rater[label.rater] = label
     return list(merged.values())
 
 

@@ -216,7 +216,7 @@ def _labels_add(dialogue_id, labels, *, new, comparison=None):
     }
     fresh = [
         label for label in labels
-        if (label.rater and label.rater not in present) or (not label.rater and new)
+        if label.rater not in present and (new or not label.aggregate)
     ]
     Judgment.objects.bulk_create(
         Judgment(
