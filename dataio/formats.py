@@ -23,6 +23,10 @@ class ReadOptions:
     source: str = ""  # file name, recorded on every comparison
 
 
+class EmptyFile(ValueError):
+    pass
+
+
 # --- the file layer -------------------------------------------------------------------------------
 
 
@@ -38,9 +42,11 @@ def raw_records(stream, limits: Limits):
     except UnicodeDecodeError as bad:
         yield 1, RecordError(1, "(file)", f"not UTF-8 text: {bad}")
         return
-    if first == "":
-        yield 0, RecordError(0, "(file)", "the file is empty")
+    except (EOFError, OSError) as bad:  # a truncated or corrupt gzip file
+        yield 1, RecordError(1, "(file)", f"cannot be read: {bad}")
         return
+    if first == "":
+        raise EmptyFile("The file is empty; nothing was imported.")
     if first == "[":
         yield from _json_array(text, limits)
     else:
@@ -83,9 +89,11 @@ def _json_lines(text, limits):
 
 def _json_array(text, limits):
     """A JSON array file; "line" is the record's position (1-based) in the array."""
-    body = text.read(limits.max_file_bytes + 1)
     try:
-        items = json.loads(body)
+        items = json.loads(text.read(limits.max_file_bytes + 1))
+    except (UnicodeDecodeError, EOFError, OSError) as bad:
+        yield 1, RecordError(1, "(file)", f"cannot be read: {bad}")
+        return
     except json.JSONDecodeError as bad:
         yield bad.lineno, RecordError(bad.lineno, "(file)", f"not JSON: {bad.msg} at column {bad.colno}")
         return

@@ -17,7 +17,7 @@ from django.db import transaction
 from annotation.models import AuditEvent, Batch, Dialogue, Judgment, Turn
 from annotation.services import batch_current, comparison_create
 from dataio.exporters import annotator_pseudonym
-from dataio.formats import PARSERS, ReadOptions, raw_records
+from dataio.formats import PARSERS, EmptyFile, ReadOptions, raw_records
 from dataio.records import Limits, RecordError, record_validate, records_merge
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
@@ -73,26 +73,33 @@ def records_read(*, stream, fmt, options: ReadOptions, limits: Limits, report: I
             "(MARGIN_IMPORT_MAX_BYTES)."
         )
     parse, records = PARSERS[fmt], []
-    for line, raw in raw_records(stream, limits):
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            record = parse(raw, line, options)
-            if record is None:
-                report.blank += 1
-                continue
-            records.append(record_validate(record, limits))
-        except RecordError as bad:
-            report.invalid += 1
-            if len(report.errors) < SHOWN_ERRORS:
-                report.errors.append(str(bad))
-        if len(records) > limits.max_records:
-            raise ImportRejected(
-                f"More than {limits.max_records} records; split the file "
-                "(MARGIN_IMPORT_MAX_RECORDS).", report,
-            )
+    try:
+        for line, raw in raw_records(stream, limits):
+            _record_read(parse, line, raw, options, limits, records, report)
+    except EmptyFile as empty:
+        raise ImportRejected(str(empty), report) from empty
     report.records = len(records)
     return records
+
+
+def _record_read(parse, line, raw, options, limits, records, report):
+    try:
+        if isinstance(raw, RecordError):
+            raise raw
+        record = parse(raw, line, options)
+        if record is None:
+            report.blank += 1
+            return
+        records.append(record_validate(record, limits))
+    except RecordError as bad:
+        report.invalid += 1
+        if len(report.errors) < SHOWN_ERRORS:
+            report.errors.append(str(bad))
+    if len(records) > limits.max_records:
+        raise ImportRejected(
+            f"More than {limits.max_records} records; split the file (MARGIN_IMPORT_MAX_RECORDS).",
+            report,
+        )
 
 
 def _stream_size(stream):
