@@ -53,8 +53,11 @@ def read_metadata(path: Path | str) -> dict:
     return json.loads(marker.read_text())
 
 
-def save_checkpoint(model, tokenizer, dest: Path | str, metadata: dict) -> Path:
-    """Write model + tokenizer to `dest` atomically, replacing whatever is there; returns `dest`."""
+def save_checkpoint(model, tokenizer, dest: Path | str, metadata: dict, extra_files: dict | None = None) -> Path:
+    """Write model + tokenizer to `dest` atomically, replacing whatever is there; returns `dest`.
+
+    `extra_files` (name -> text) land in the same directory, inside the same atomic swap.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Writers of the same checkpoint take turns, so the swap below never races and any
@@ -65,6 +68,8 @@ def save_checkpoint(model, tokenizer, dest: Path | str, metadata: dict) -> Path:
         try:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
             marker = {"created_at": datetime.now(timezone.utc).isoformat(), **metadata}
             (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True))
             _swap_into_place(tmp, dest)
