@@ -173,8 +173,9 @@ def parse_margin(raw, line, options):
             )
             for j in judgments
         ],
-        source=str(raw.get("source") or options.source),
-        origin=str(raw.get("origin") or ""),
+        # An export of ours carries its provenance: kept as it was (even when empty).
+        source=str(raw["source"] if isinstance(raw.get("source"), str) else options.source),
+        origin=raw["origin"] if isinstance(raw.get("origin"), str) else None,
         adversarial=raw.get("adversarial") is True,
         metadata=raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {},
     )

@@ -63,7 +63,7 @@ class ImportRecord:
     responses: list = field(default_factory=list)  # [] or two {"text": ..., "model_name": ...}
     labels: list = field(default_factory=list)
     source: str = ""  # format and file, e.g. "hh-rlhf:harmless-base.dev.jsonl.gz"
-    origin: str = ""  # where the pair came from, kept on the comparison; default source:line
+    origin: str | None = None  # where the pair came from, kept on the comparison; default source:line
     adversarial: bool = False
     metadata: dict = field(default_factory=dict)
 
@@ -72,13 +72,16 @@ class ImportRecord:
         return not self.responses
 
     def key(self, swapped=False) -> str:
-        """Content hash: the same context and responses give the same key in any file."""
         texts = [r["text"] for r in self.responses]
-        if swapped:
-            texts.reverse()
-        # The demo importer (annotation.importers.PairRecord) hashes the same list.
-        payload = [self.context, *texts] if texts else [self.context]
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return content_key(self.context, texts[::-1] if swapped else texts)
+
+
+def content_key(context, texts=()) -> str:
+    """Content hash of a prompt or a pair: the same context and responses give the same key,
+    whether they come from a file or from the database (whitespace around texts ignored)."""
+    messages = [[m["role"], m["content"].strip()] for m in context]
+    payload = [messages, *(text.strip() for text in texts)]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
 @dataclass
@@ -127,10 +130,9 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
     if len(record.responses) != 2:
         raise RecordError(line, "responses", f"needs exactly two responses, got {len(record.responses)}")
     for i, response in enumerate(record.responses):
-        # A model can answer with nothing (PandaLM, Tulu and Auto-J hold such pairs): kept.
-        response["text"] = _text(
-            response.get("text"), line, f"responses[{i}].text", limits, allow_empty=True
-        )
+        # A model can answer with nothing (PandaLM, Tulu and Auto-J hold such pairs): kept, and
+        # kept verbatim (leading spaces are part of what the model generated).
+        _text(response.get("text"), line, f"responses[{i}].text", limits, allow_empty=True)
         response["model_name"] = str(response.get("model_name") or "")[:200]
     raters = set()
     for i, label in enumerate(record.labels):

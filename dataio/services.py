@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
-from annotation.models import AuditEvent, Batch, Dialogue, Judgment, Turn
+from annotation.models import AuditEvent, Batch, Comparison, Dialogue, Judgment, Turn
 from annotation.services import batch_current, comparison_create
 from dataio.exporters import annotator_pseudonym
 from dataio.formats import PARSERS, EmptyFile, ReadOptions, raw_records
-from dataio.records import Limits, RecordError, record_validate, records_merge
+from dataio.records import Limits, RecordError, content_key, record_validate, records_merge
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
 
@@ -146,10 +146,7 @@ def data_import(
     with transaction.atomic():
         batch = _batch_for(project, batch_number)
         report.batch = batch.number
-        known = dict(
-            Dialogue.objects.filter(project=project).exclude(source_key="")
-            .values_list("source_key", "pk")
-        )
+        known = _known_keys(project)
         for step, record in enumerate(records, start=1):
             _record_store(record, project=project, batch=batch, known=known, report=report,
                           queue_judged=queue_judged, adversarial=adversarial)
@@ -171,6 +168,26 @@ def _batch_for(project, number):
     return batch
 
 
+def _known_keys(project):
+    """Content key -> comparison id (pairs) or None (prompts) of everything in the project,
+    imported or written here, so an export of it imports back as nothing new."""
+    # Two flat queries: a prefetch over thousands of dialogues overflows SQLite's expression depth.
+    messages = {}
+    turns = Turn.objects.filter(dialogue__project=project).order_by("dialogue_id", "index")
+    for dialogue_id, role, content in turns.values_list("dialogue_id", "role", "content"):
+        messages.setdefault(dialogue_id, []).append({"role": role, "content": content})
+    known = {}
+    comparisons = Comparison.objects.filter(dialogue__project=project).values_list(
+        "pk", "dialogue_id", "context_length", "response_a__text", "response_b__text"
+    )
+    for pk, dialogue_id, context_length, text_a, text_b in comparisons:
+        context = messages.get(dialogue_id, [])[:context_length]
+        known.setdefault(content_key(context, [text_a, text_b]), pk)
+    for context in messages.values():
+        known.setdefault(content_key(context), None)
+    return known
+
+
 def _record_store(record, *, project, batch, known, report, queue_judged, adversarial):
     key, swapped = record.key(), record.key(swapped=True)
     labels = record.labels
@@ -185,12 +202,12 @@ def _record_store(record, *, project, batch, known, report, queue_judged, advers
         project=project, source=record.source[:200], source_key=key,
         is_adversarial=adversarial or record.adversarial,
     )
-    known[key] = dialogue.pk
     Turn.objects.bulk_create(
         Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
         for i, m in enumerate(record.context)
     )
     if record.is_prompt:
+        known[key] = None
         report.prompts_added += 1
         return
     fallback_model = record.source.partition(":")[0]
@@ -204,19 +221,19 @@ def _record_store(record, *, project, batch, known, report, queue_judged, advers
         ],
         judgments_wanted=len(labels) if labels and not queue_judged else None,
     )
-    comparison.source = (record.origin or f"{record.source}:{record.line}")[:200]
+    origin = record.origin if record.origin is not None else f"{record.source}:{record.line}"
+    comparison.source = origin[:200]
     comparison.metadata = record.metadata
     comparison.save(update_fields=["source", "metadata"])
+    known[key] = comparison.pk
     report.comparisons_added += 1
-    report.judgments_added += _labels_add(dialogue.pk, labels, new=True, comparison=comparison)
+    report.judgments_added += _labels_add(comparison, labels, new=True)
 
 
-def _labels_add(dialogue_id, labels, *, new, comparison=None):
+def _labels_add(comparison, labels, *, new):
     """Store the labels whose rater has none on this comparison yet; returns how many."""
-    if comparison is None:
-        comparison = Dialogue.objects.get(pk=dialogue_id).comparisons.order_by("pk").first()
-        if comparison is None:  # the pair was stored as a prompt before
-            return 0
+    if not isinstance(comparison, Comparison):
+        comparison = Comparison.objects.get(pk=comparison)
     present = {
         annotator_pseudonym(user_id) if user_id else external
         for user_id, external in comparison.judgments.values_list("annotator_id", "external_annotator")
