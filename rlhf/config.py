@@ -218,5 +218,5 @@ class PublishSamplesConfig(_Validated):
     seed: int = _field(0, "Seeds sampling.", ge=0)
 
     def check(self):
-        if self.policy_a == self.policy_b and self.temperature_a == self.temperature_b:
+        if (self.policy_b or self.policy_a) == self.policy_a and self.temperature_a == self.temperature_b:
             raise ConfigError("temperature_b", "the two responses need two versions or two temperatures")

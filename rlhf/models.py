@@ -19,7 +19,19 @@ class PolicyVersion(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Active versions write the responses of new comparisons."
     )
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(
+        default=dict, blank=True,
+        help_text="reward_vs_k (rejection sampling), ppo_iterations (PPO), win_rate (evaluate_policy).",
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="The job's config that made it.")
+    data = models.JSONField(
+        default=dict, blank=True,
+        help_text="What it was trained on: projects, prompt counts, reward models, pooled versions.",
+    )
+    job = models.ForeignKey(
+        "margin.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The job that made it.",
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -28,3 +40,11 @@ class PolicyVersion(models.Model):
 
     def __str__(self):
         return self.name
+
+    def lineage(self):
+        """This version, its parent, the parent's parent, ... back to the base model."""
+        version, chain = self, []
+        while version is not None:
+            chain.append(version)
+            version = version.parent
+        return chain

@@ -8,3 +8,31 @@ def generate_pair_task(job_id, **kwargs):
     from rlhf.services import generate_pair_run
 
     generate_pair_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def rejection_sample_task(job_id, **kwargs):
+    from rlhf.services import rejection_sample_run
+
+    rejection_sample_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def ppo_task(job_id, **kwargs):
+    from rlhf.services import ppo_run
+
+    ppo_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def policy_evaluate_task(job_id, **kwargs):
+    from rlhf.services import policy_evaluate_run
+
+    policy_evaluate_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def samples_publish_task(job_id, **kwargs):
+    from rlhf.services import samples_publish_run
+
+    samples_publish_run(job_id=job_id)
