@@ -64,10 +64,12 @@ def sample_responses(
     k: int = 1,
     batch_size: int = 64,
     ignore_eos: bool = False,
+    on_batch=None,
 ) -> list[list[Sample]]:
     """K samples per conversation: result[i] holds the K samples of conversations[i].
 
-    `ignore_eos` makes every response exactly max_new_tokens long (benchmarks compare equal work).
+    `ignore_eos` makes every response exactly max_new_tokens long (benchmarks compare equal work);
+    `on_batch(rows_done, rows_total)` is called after each generate call (progress bars).
     Deterministic for the same seed, inputs, k and batch_size.
     """
     if k < 1:
@@ -87,6 +89,8 @@ def sample_responses(
             for (i, copy), (response_ids, finished) in zip(batch_rows, outputs):
                 text = tokenizer.decode(response_ids, skip_special_tokens=True).strip()
                 samples[i][copy] = Sample(i, prompts[i], response_ids, text, finished)
+            if on_batch:
+                on_batch(start + len(batch_rows), len(rows))
     return samples
 
 

@@ -115,7 +115,7 @@ def _policy_check(name, field):
         raise ValidationError({field: f"no policy version named {name!r}"})
 
 
-def _policy_resolve(name):
+def policy_version_resolve(name):
     """The named version, else the newest active one, else the default base model."""
     if name:
         return PolicyVersion.objects.get(name=name)
@@ -304,7 +304,7 @@ def rejection_sample_work(job, on_progress):
     from rlhf.rejection_sampling import SAMPLES_NAME, rejection_sample, winners_load
 
     config = RejectionSamplingConfig.from_dict(job.params["config"])
-    parent = _policy_resolve(config.policy)
+    parent = policy_version_resolve(config.policy)
     prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
                              seed=config.seed, limit=config.max_prompts)
     previous = []
@@ -331,7 +331,7 @@ def ppo_work(job, on_progress):
     from rlhf.ppo import ppo_train
 
     config = PPOConfig.from_dict(job.params["config"])
-    parent = _policy_resolve(config.policy)
+    parent = policy_version_resolve(config.policy)
     prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
                              seed=config.seed, limit=config.max_prompts)
     history = {r["iteration"]: r for r in job.metrics.get("ppo_iterations", [])}
@@ -361,7 +361,7 @@ def policy_evaluate_work(job, on_progress):
     from rlhf.evaluation import win_rate
 
     config = PolicyEvaluationConfig.from_dict(job.params["config"])
-    version = _policy_resolve(config.policy)
+    version = policy_version_resolve(config.policy)
     against = PolicyVersion.objects.get(name=config.against) if config.against else version.parent
     prompts = policy_prompts(project_name=config.project, split="heldout", heldout_fraction=config.heldout_fraction,
                              seed=config.seed, limit=config.max_prompts)
@@ -393,7 +393,7 @@ def samples_publish_work(job, on_progress):
     batch = Batch.objects.filter(project__name=config.project, is_open=True).order_by("-number").first()
     if batch is None:
         raise ValueError(f"project {config.project!r} has no open batch")
-    versions = [_policy_resolve(config.policy_a), _policy_resolve(config.policy_b or config.policy_a)]
+    versions = [policy_version_resolve(config.policy_a), policy_version_resolve(config.policy_b or config.policy_a)]
     dialogues = [
         d for d in batch.project.dialogues.exclude(comparisons__batch=batch).order_by("pk")
         if (m := d.messages(upto=1)) and m[0]["role"] == "user"

@@ -1,0 +1,97 @@
+"""manage.py sample: K responses per prompt from a policy version, written as JSON lines."""
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from rlhf.models import PolicyVersion
+from rlhf.services import policy_prompts, policy_version_resolve
+
+
+def prompts_read(path: Path) -> list[list[dict]]:
+    """One prompt per line: {"prompt": "text"} or {"messages": [{"role": ..., "content": ...}, ...]}."""
+    prompts = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as bad:
+        raise CommandError(f"--prompts {path}: {bad.strerror}") from bad
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as bad:
+            raise CommandError(f"{path} line {number}: not JSON ({bad.msg})") from bad
+        if isinstance(record, dict) and isinstance(record.get("prompt"), str):
+            prompts.append([{"role": "user", "content": record["prompt"]}])
+        elif isinstance(record, dict) and isinstance(record.get("messages"), list):
+            prompts.append(record["messages"])
+        else:
+            raise CommandError(f'{path} line {number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
+    return prompts
+
+
+class Command(BaseCommand):
+    help = "Sample K responses per prompt from a policy version (or checkpoint) into a JSONL file."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--policy", default="", help="policy version name or checkpoint path; default: newest active")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--prompts", type=Path, help='JSONL file: {"prompt": ...} or {"messages": [...]} per line')
+        source.add_argument("--project", help="use the first user turn of this project's dialogues")
+        parser.add_argument("--out", type=Path, required=True, help="where to write the JSONL samples")
+        parser.add_argument("--k", type=int, default=1, help="samples per prompt")
+        parser.add_argument("--temperature", type=float, default=0.7)
+        parser.add_argument("--top-p", type=float, default=0.9)
+        parser.add_argument("--max-new-tokens", type=int, default=128)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call")
+        parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")
+
+    def handle(self, *args, **options):
+        from rlhf.generation import SamplingConfig, sample_responses
+        from rlhf.modelstore import ModelStoreError, checkpoint_is_complete, load_policy
+
+        if options["k"] < 1:
+            raise CommandError(f"--k must be >= 1, got {options['k']}")
+        try:
+            sampling = SamplingConfig(temperature=options["temperature"], top_p=options["top_p"],
+                                      max_new_tokens=options["max_new_tokens"], seed=options["seed"])
+        except ValueError as bad:
+            raise CommandError(str(bad)) from bad
+        if options["prompts"]:
+            prompts = prompts_read(options["prompts"])
+        else:
+            prompts = [p for p, _ in policy_prompts(project_name=options["project"], heldout_fraction=0.0)]
+        if options["limit"]:
+            prompts = prompts[: options["limit"]]
+        if not prompts:
+            raise CommandError("no prompts to sample from")
+        policy = options["policy"]
+        if policy and checkpoint_is_complete(policy):
+            path, name = policy, policy
+        else:
+            try:
+                version = policy_version_resolve(policy)
+            except PolicyVersion.DoesNotExist:
+                raise CommandError(f"--policy: no policy version or checkpoint named {policy!r}") from None
+            path, name = version.checkpoint_path, version.name
+        try:
+            model, tokenizer = load_policy(path)
+            with tqdm(total=len(prompts) * options["k"], desc="sampling", unit="response") as bar:
+                def on_batch(done, total):
+                    bar.n = done
+                    bar.refresh()
+
+                samples = sample_responses(model, tokenizer, prompts, sampling, k=options["k"],
+                                           batch_size=options["batch_size"], on_batch=on_batch)
+        except (ModelStoreError, ValueError) as bad:
+            raise CommandError(str(bad)) from bad
+        options["out"].parent.mkdir(parents=True, exist_ok=True)
+        with open(options["out"], "w") as out:
+            for prompt, per_prompt in zip(prompts, samples):
+                out.write(json.dumps({"messages": prompt, "policy": name, "sampling": sampling.to_dict(),
+                                      "responses": [s.text for s in per_prompt]}) + "\n")
+        self.stdout.write(f"wrote {len(prompts)} prompts x {options['k']} samples to {options['out']}")
