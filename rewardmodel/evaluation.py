@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 
 from rewardmodel.data import SAFETY_BINS, STRENGTHS, TrainingPair
-from rewardmodel.modeling import pad_batch, scores
+from rewardmodel.packing import packed_batch, packed_scores
 
 # Score-gap buckets of the calibration table: |r_a - r_b|.
 GAP_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)
@@ -23,19 +23,19 @@ def score_pairs(model, tokenizer, pairs: list[TrainingPair], max_length: int, ba
     """(chosen score, rejected score) per pair."""
     from rewardmodel.training import encode_pairs
 
-    encoded = encode_pairs(tokenizer, pairs, max_length)
-    order = sorted(range(len(encoded)), key=lambda i: max(map(len, encoded[i])))
+    packed = encode_pairs(tokenizer, pairs, max_length)
+    order = sorted(range(len(packed)), key=lambda i: len(packed[i]))
     device = next(model.parameters()).device
-    result = [(0.0, 0.0)] * len(encoded)
+    result = [(0.0, 0.0)] * len(packed)
     model.eval()
     with torch.inference_mode():
-        for done, start in enumerate(range(0, len(order), batch_size), start=1):
+        for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            ids, mask = pad_batch([encoded[i][0] for i in rows] + [encoded[i][1] for i in rows],
-                                  tokenizer.pad_token_id, device)
-            values = scores(model, ids, mask).tolist()
-            for k, i in enumerate(rows):
-                result[i] = (values[k], values[len(rows) + k])
+            chosen, rejected = packed_scores(
+                model, *packed_batch([packed[i] for i in rows], tokenizer.pad_token_id, device)
+            )
+            for i, c, r in zip(rows, chosen.tolist(), rejected.tolist()):
+                result[i] = (c, r)
             if on_progress:
                 on_progress(min(start + batch_size, len(order)), len(order))
     return result

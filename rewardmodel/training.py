@@ -1,9 +1,9 @@
 """Train a reward model on preference pairs: `train(config, pairs, output_dir)`. No Django here.
 
 Reads top to bottom: load the chat checkpoint with a scalar head, choose what trains (all,
-the top layers, or LoRA), cut the pairs into length-grouped micro-batches in a seeded order,
-then AdamW with warm-up and cosine decay, one forward pass per micro-batch for chosen and
-rejected together. Every `checkpoint_every` steps the trainable state is written atomically;
+the top layers, or LoRA), pack each pair into one row (packing.py), cut the rows into
+length-grouped micro-batches in a seeded order, then AdamW with warm-up and cosine decay, one
+forward pass per micro-batch for chosen and rejected together. Every `checkpoint_every` steps the trainable state is written atomically;
 a run started again on the same `output_dir` resumes from the newest complete checkpoint.
 """
 
@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import torch
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair
 from rewardmodel.loss import margin_ranking_loss
-from rewardmodel.modeling import encode, load_for_training, pad_batch, scores
+from rewardmodel.modeling import encode, load_for_training
+from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
 RESUME_DIR = "resume"
 FINAL_DIR = "model"
@@ -43,15 +45,12 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
-def encode_pairs(tokenizer, pairs: list[TrainingPair], max_length: int):
-    """(chosen ids, rejected ids) per pair, each truncated from the left to `max_length`."""
-    return [
-        (
-            encode(tokenizer, [*pair.context, {"role": "assistant", "content": pair.chosen}], max_length),
-            encode(tokenizer, [*pair.context, {"role": "assistant", "content": pair.rejected}], max_length),
-        )
-        for pair in pairs
-    ]
+def encode_pairs(tokenizer, pairs: list[TrainingPair], max_length: int) -> list[PackedPair]:
+    """Each pair as one packed row (shared context once), each side at most `max_length` tokens."""
+    def full(pair, response):
+        return encode(tokenizer, [*pair.context, {"role": "assistant", "content": response}], 10**9)
+
+    return [pack(full(pair, pair.chosen), full(pair, pair.rejected), max_length) for pair in pairs]
 
 
 def micro_batches(lengths: list[int], batch_size: int, epochs: float, seed: int) -> list[list[int]]:
@@ -139,8 +138,8 @@ def train(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate,
     )
-    encoded = encode_pairs(tokenizer, pairs, config.max_length)
-    lengths = [max(len(c), len(r)) for c, r in encoded]
+    packed = encode_pairs(tokenizer, pairs, config.max_length)
+    lengths = [len(p) for p in packed]
     batches = micro_batches(lengths, config.batch_size, config.epochs, config.seed)
     total_steps = math.ceil(len(batches) / config.gradient_accumulation_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
@@ -149,22 +148,21 @@ def train(
     state = {"step": 0, "losses": [], "correct": [], "tokens": 0}
     resumed = _resume(output_dir, trainable_root, optimizer, scheduler, state)
     model.train()
+    started = time.perf_counter()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nothing()
     for step in range(state["step"], total_steps):
         group = batches[step * config.gradient_accumulation_steps : (step + 1) * config.gradient_accumulation_steps]
         step_loss, step_correct = 0.0, []
         for indices in group:
-            # Chosen rows then rejected rows, in one forward pass.
-            rows = [encoded[i][0] for i in indices] + [encoded[i][1] for i in indices]
-            ids, mask = pad_batch(rows, tokenizer.pad_token_id, device)
+            # Both sides of every pair in one forward pass, the shared context computed once.
+            batch = packed_batch([packed[i] for i in indices], tokenizer.pad_token_id, device)
             with autocast:
-                rewards = scores(model, ids, mask)
-            chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
+                chosen, rejected = packed_scores(model, *batch)
             loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device))
             (loss * len(indices) / sum(len(g) for g in group)).backward()
             step_loss += loss.item() * len(indices)
             step_correct.extend((chosen > rejected).tolist())
-            state["tokens"] += int(mask.sum())
+            state["tokens"] += sum(len(packed[i]) for i in indices)
         torch.nn.utils.clip_grad_norm_([p for _, p in named], config.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -177,6 +175,7 @@ def train(
         if on_progress:
             on_progress(state["step"], total_steps, _running_metrics(state))
 
+    train_seconds = time.perf_counter() - started
     if config.lora_rank:
         model = trainable_root.merge_and_unload()
     model.eval()
@@ -192,7 +191,8 @@ def train(
         steps=total_steps,
         pairs=len(pairs),
         resumed_from_step=resumed,
-        metrics={**_running_metrics(state), "tokens": state["tokens"]},
+        metrics={**_running_metrics(state), "tokens": state["tokens"],
+                 "train_seconds": round(train_seconds, 2)},
     )
 
 
