@@ -242,6 +242,20 @@ def sft_rows(filters: ExportFilters):
         }
 
 
+EXPORT_KINDS = ("trl", "margin", "sft")
+
+
+def export_rows(kind, filters: ExportFilters):
+    """(rows, counts of what was left out) for one kind of export."""
+    if kind == "trl":
+        return preference_rows(filters)
+    if kind == "margin":
+        return margin_records(filters), {}
+    if kind == "sft":
+        return sft_rows(filters), {}
+    raise ExportError(f"Unknown export kind {kind!r}; use {', '.join(EXPORT_KINDS)}.")
+
+
 def rows_write(rows, destination, output_format="jsonl", on_progress=None):
     """Write rows to `destination`; returns how many. `datasets` writes a save_to_disk folder."""
     if output_format not in OUTPUT_FORMATS:

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.services import AnnotationError
-from dataio.exporters import ExportError, ExportFilters, margin_records, preference_rows, rows_write, sft_rows
+from dataio.exporters import ExportError, ExportFilters, export_rows, rows_write
 from dataio.forms import ExportForm, ImportForm
 from dataio.services import ImportRejected, data_import
 
@@ -52,9 +52,6 @@ def import_page(request):
     return render(request, "dataio/import.html", context, status=status)
 
 
-EXPORTERS = {"trl": lambda f: preference_rows(f)[0], "margin": margin_records, "sft": sft_rows}
-
-
 @staff_required
 @require_GET
 def export_page(request):
@@ -70,7 +67,8 @@ def export_page(request):
         )
         suffix = data["output_format"]
         path = Path(tempfile.mkdtemp(prefix="margin-export-")) / f"margin-{data['kind']}.{suffix}"
-        rows_write(EXPORTERS[data["kind"]](filters), path, data["output_format"])
+        rows, _ = export_rows(data["kind"], filters)
+        rows_write(rows, path, data["output_format"])
     except ExportError as bad:
         return render(request, "dataio/export.html", {"form": form, "error": str(bad)}, status=422)
     # The temporary file is unlinked once opened; the open handle streams it (POSIX).

@@ -1,21 +1,11 @@
+import io
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from annotation.models import MarginScheme, Objective, Project
-from dataio.exporters import (
-    OUTPUT_FORMATS,
-    ExportError,
-    ExportFilters,
-    margin_records,
-    preference_rows,
-    rows_write,
-    sft_rows,
-)
-
-KINDS = ("trl", "margin", "sft")
-
+from dataio.exporters import EXPORT_KINDS, OUTPUT_FORMATS, ExportError, ExportFilters, export_rows, rows_write
+from margin.cli import ProgressBar
 
 class Command(BaseCommand):
     help = (
@@ -26,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("output", type=Path, help="file (jsonl, parquet) or folder (datasets)")
         parser.add_argument("--project", action="append", required=True, help="project name (repeatable)")
-        parser.add_argument("--kind", choices=KINDS, default="trl")
+        parser.add_argument("--kind", choices=EXPORT_KINDS, default="trl")
         parser.add_argument("--as", dest="output_format", choices=OUTPUT_FORMATS, default="jsonl")
         parser.add_argument("--batch", type=int, action="append", default=[], help="batch number (repeatable)")
         parser.add_argument("--objective", choices=Objective.values, default="")
@@ -43,28 +33,17 @@ class Command(BaseCommand):
         missing = sorted(set(project) - {p.name for p in projects})
         if missing:
             raise CommandError(f"No project named {', '.join(f'“{m}”' for m in missing)}.")
-        bar = tqdm(desc="writing", unit="row", disable=options["verbosity"] == 0)
-
-        def on_progress(step, total):
-            bar.total = total
-            bar.update(step - bar.n)
-
+        progress = ProgressBar("writing", self.stderr if options["verbosity"] else io.StringIO())
         try:
             filters = ExportFilters(
                 projects=projects, batches=batch, objective=objective, min_agreement=min_agreement,
                 exclude_annotators=exclude_annotator, margin_scheme=margin_scheme,
             )
-            skipped = {}
-            if kind == "trl":
-                rows, skipped = preference_rows(filters)
-            elif kind == "margin":
-                rows = margin_records(filters)
-            else:
-                rows = sft_rows(filters)
-            written = rows_write(rows, output, output_format, on_progress=on_progress)
+            rows, skipped = export_rows(kind, filters)
+            written = rows_write(rows, output, output_format, on_progress=progress)
         except ExportError as bad:
             raise CommandError(str(bad)) from bad
         finally:
-            bar.close()
+            progress.close()
         note = f" (left out: {', '.join(f'{k} {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
         self.stdout.write(self.style.SUCCESS(f"Wrote {written} {kind} rows to {output}{note}."))

@@ -1,12 +1,13 @@
+import io
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from annotation.models import Project
 from annotation.services import AnnotationError
 from dataio.formats import PARSERS, mapping_parse
 from dataio.services import ImportRejected, data_import
+from margin.cli import ProgressBar
 
 
 class Command(BaseCommand):
@@ -41,26 +42,20 @@ class Command(BaseCommand):
             fields = mapping_parse(mapping)
         except ValueError as bad:
             raise CommandError(f"--map: {bad}") from bad
-        bar = tqdm(desc="storing", unit="record", disable=options["verbosity"] == 0)
-
-        def on_progress(step, total):
-            bar.total = total
-            bar.update(step - bar.n)
-
+        progress = ProgressBar("storing", self.stderr if options["verbosity"] else io.StringIO())
         try:
             with open(file, "rb") as stream:
                 report = data_import(
                     project=target, stream=stream, fmt=fmt, batch_number=batch, mapping=fields,
                     source_name=file.name, skip_invalid=skip_invalid, queue_judged=queue_judged,
-                    adversarial=adversarial, on_progress=on_progress,
+                    adversarial=adversarial, on_progress=progress,
                 )
         except ImportRejected as rejected:
-            bar.close()
             raise CommandError("\n".join([str(rejected), *_errors(rejected.report)])) from rejected
         except AnnotationError as refused:
-            bar.close()
             raise CommandError(str(refused)) from refused
-        bar.close()
+        finally:
+            progress.close()
         for line in _errors(report):
             self.stderr.write(f"skipped: {line}")
         self.stdout.write(self.style.SUCCESS(
