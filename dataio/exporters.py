@@ -55,9 +55,10 @@ class ExportFilters:
     min_agreement: float = 0.0
     exclude_annotators: list = field(default_factory=list)  # usernames, pseudonyms or rater ids
     margin_scheme: str = ""  # "" = each project's own
+    policy_versions: list = field(default_factory=list)  # SFT: rejection-sampling winners too
 
     def __post_init__(self):
-        if not self.projects:
+        if not self.projects and not self.policy_versions:
             raise ExportError("Choose at least one project.")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise ExportError(f"min_agreement must be between 0 and 1, got {self.min_agreement}.")
@@ -221,7 +222,34 @@ def margin_records(filters: ExportFilters):
 
 
 def sft_rows(filters: ExportFilters):
-    """Demonstrations as chat-format SFT data (TRL SFTTrainer's "messages")."""
+    """Demonstrations, then the rejection-sampling winners of `filters.policy_versions`, as
+    chat-format SFT data (TRL SFTTrainer's "messages")."""
+    yield from _demonstration_rows(filters)
+    for version in filters.policy_versions:
+        yield from winner_rows(version)
+
+
+def winner_rows(version):
+    """The best-of-K samples a rejection-sampling version was fine-tuned on (saved beside its
+    weights by rlhf.rejection_sampling), as SFT rows."""
+    from rlhf.rejection_sampling import SAMPLES_NAME, winners_load  # torch-side module, lazily
+
+    path = Path(version.checkpoint_path) / SAMPLES_NAME
+    if not path.is_file():
+        raise ExportError(f"Policy version “{version}” has no rejection-sampling winners ({path}).")
+    for winner in winners_load(path, source=version.name):
+        yield {
+            "messages": [*winner.prompt, {"role": "assistant", "content": winner.response}],
+            "kind": "rejection_sampling",
+            "policy_version": version.name,
+            "source": winner.source,
+            "reward": winner.reward,
+        }
+
+
+def _demonstration_rows(filters: ExportFilters):
+    if not filters.projects:
+        return
     user_ids, _ = filters.excluded()
     demonstrations = (
         Demonstration.objects.filter(dialogue__project__in=filters.projects)

@@ -122,6 +122,30 @@ def test_sft_export_writes_demonstrations_as_chat_messages(helpful, tmp_path):
     assert row["messages"][0]["role"] == "user" and row["annotator"] == annotator_pseudonym(writer.pk)
 
 
+def test_sft_export_writes_rejection_sampling_winners(tmp_path, db):
+    from rlhf.models import PolicyVersion
+    from rlhf.rejection_sampling import SAMPLES_NAME, Winner, winners_jsonl
+
+    (tmp_path / "rs1").mkdir()
+    prompt = [{"role": "user", "content": "Name a prime number."}]
+    (tmp_path / "rs1" / SAMPLES_NAME).write_text(winners_jsonl([Winner(prompt, "Seven.", 1.25)]))
+    PolicyVersion.objects.create(name="RLHF-V1", kind="rejection_sampling", checkpoint_path=str(tmp_path / "rs1"))
+    PolicyVersion.objects.create(name="SFT", checkpoint_path=str(tmp_path / "none"))
+    out = tmp_path / "winners.jsonl"
+    call_command("export_data", str(out), kind="sft", policy_version=["RLHF-V1"], verbosity=0)
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["messages"] == [*prompt, {"role": "assistant", "content": "Seven."}]
+    assert (row["policy_version"], row["reward"], row["source"]) == ("RLHF-V1", 1.25, "RLHF-V1")
+    with pytest.raises(CommandError, match="has no rejection-sampling winners"):
+        call_command("export_data", str(out), kind="sft", policy_version=["SFT"], verbosity=0)
+    with pytest.raises(CommandError, match="No policy version named “V9”"):
+        call_command("export_data", str(out), kind="sft", policy_version=["V9"], verbosity=0)
+    with pytest.raises(CommandError, match="goes with --kind sft"):
+        call_command("export_data", str(out), policy_version=["RLHF-V1"], verbosity=0)
+    with pytest.raises(CommandError, match="Choose at least one project"):
+        call_command("export_data", str(out), verbosity=0)
+
+
 def test_export_command_refuses_bad_input(judged, tmp_path):
     with pytest.raises(CommandError, match="No project named “Nope”"):
         call_command("export_data", str(tmp_path / "x.jsonl"), project=["Nope"])
