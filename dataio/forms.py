@@ -34,9 +34,12 @@ class ImportForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
-        limit = getattr(settings, "MARGIN_IMPORT_MAX_BYTES", 500_000_000)
+        limit = settings.MARGIN_UPLOAD_MAX_BYTES
         if upload.size > limit:
-            raise forms.ValidationError(f"The file is {upload.size} bytes; the limit is {limit}.")
+            raise forms.ValidationError(
+                f"The file is {upload.size} bytes; uploads stop at {limit} bytes "
+                "(MARGIN_UPLOAD_MAX_BYTES). Import larger files with `manage.py import_data`."
+            )
         return upload
 
     def clean_mapping(self):

@@ -86,10 +86,12 @@ def content_key(context, texts=()) -> str:
 
 @dataclass
 class Limits:
+    """Defaults of the MARGIN_IMPORT_* settings; the service passes the configured ones."""
+
     max_text_chars: int = 20_000
-    max_line_bytes: int = 1_000_000
+    max_line_bytes: int = 2**20
     max_records: int = 200_000
-    max_file_bytes: int = 500_000_000
+    max_file_bytes: int = 500 * 2**20
 
 
 def _text(value, line, name, limits, allow_empty=False):

@@ -56,9 +56,9 @@ class ImportReport:
 def import_limits() -> Limits:
     return Limits(
         max_text_chars=settings.MARGIN_MAX_TEXT_CHARS,
-        max_line_bytes=getattr(settings, "MARGIN_IMPORT_MAX_LINE_BYTES", Limits.max_line_bytes),
-        max_records=getattr(settings, "MARGIN_IMPORT_MAX_RECORDS", Limits.max_records),
-        max_file_bytes=getattr(settings, "MARGIN_IMPORT_MAX_BYTES", Limits.max_file_bytes),
+        max_line_bytes=settings.MARGIN_IMPORT_MAX_LINE_BYTES,
+        max_records=settings.MARGIN_IMPORT_MAX_RECORDS,
+        max_file_bytes=settings.MARGIN_IMPORT_MAX_BYTES,
     )
 
 

@@ -147,6 +147,12 @@ LOGGING = {
 # Leases one annotator may hold at once, over all projects (one per project in the normal flow).
 MARGIN_MAX_OPEN_LEASES = int(os.environ.get("MARGIN_MAX_OPEN_LEASES", "3"))
 MARGIN_MAX_TEXT_CHARS = int(os.environ.get("MARGIN_MAX_TEXT_CHARS", "20000"))
+# Imports (dataio): a bigger file, line or record count is refused with a clear message.
+MARGIN_IMPORT_MAX_BYTES = int(os.environ.get("MARGIN_IMPORT_MAX_BYTES", str(500 * 2**20)))
+MARGIN_IMPORT_MAX_LINE_BYTES = int(os.environ.get("MARGIN_IMPORT_MAX_LINE_BYTES", str(2**20)))
+MARGIN_IMPORT_MAX_RECORDS = int(os.environ.get("MARGIN_IMPORT_MAX_RECORDS", "200000"))
+# The staff upload page imports inside the web request: larger files go through `import_data`.
+MARGIN_UPLOAD_MAX_BYTES = int(os.environ.get("MARGIN_UPLOAD_MAX_BYTES", str(20 * 2**20)))
 # Real preference data (the repository's ../shared/data) used by the demo seed.
 MARGIN_SHARED_DATA = Path(os.environ.get("MARGIN_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 # Fail fast when Redis is down instead of hanging a web request; the job row stays queued and

@@ -75,6 +75,13 @@ def test_upload_form_errors_come_back_with_422(staff_client, helpful):
     assert response.status_code == 422 and "is not NAME=FIELD" in response.content.decode()
 
 
+def test_an_upload_over_the_limit_is_refused(staff_client, helpful, settings):
+    settings.MARGIN_UPLOAD_MAX_BYTES = 10
+    response = _upload(staff_client, helpful, "x.jsonl", b'{"messages": [{"role": "user", "content": "x"}]}\n')
+    assert response.status_code == 422 and "uploads stop at 10 bytes" in response.content.decode()
+    assert not helpful.dialogues.exists()
+
+
 def test_upload_needs_the_csrf_token(helpful):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(StaffFactory())
