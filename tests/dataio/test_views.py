@@ -36,7 +36,8 @@ def test_only_staff_reach_the_import_and_export_pages(client, helpful):
     assert not helpful.dialogues.exists()
 
 
-def test_staff_upload_the_real_hh_file_and_see_the_report(staff_client, safety, shared_data):
+def test_staff_upload_the_real_hh_file_and_see_the_report(staff_client, safety, shared_data, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # Django spools it to a temporary file, as big uploads are
     content = (shared_data / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz").read_bytes()
     response = _upload(staff_client, safety, "harmless-base.dev.jsonl.gz", content, format="hh", skip_invalid="on")
     assert response.status_code == 200
