@@ -147,7 +147,8 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
                 f"unknown strength {label.strength!r}; use {', '.join(STRENGTHS)} or leave it empty",
             )
         for name in ("a_safe", "b_safe"):
-            if getattr(label, name) not in (None, True, False):
+            value = getattr(label, name)
+            if value is not None and not isinstance(value, bool):  # 1 / 0 are not labels
                 raise RecordError(line, f"{where}.{name}", "expected true, false or null")
         label.rater = str(label.rater or "")[:200]
         if label.rater in raters:

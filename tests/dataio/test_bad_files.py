@@ -50,6 +50,9 @@ BAD_FILES = {
     "safety label not a boolean": (
         "margin", [_line(judgments=[{"choice": "a", "a_safe": "yes"}])], "“judgments[0].a_safe”: expected true, false or null",
     ),
+    "safety label a number": (
+        "margin", [_line(judgments=[{"choice": "a", "b_safe": 1}])], "“judgments[0].b_safe”: expected true, false or null",
+    ),
     "same rater twice": (
         "margin", [_line(judgments=[{"choice": "a", "annotator": "r1"}, {"choice": "b", "annotator": "r1"}])],
         "'r1' judges this pair twice",
