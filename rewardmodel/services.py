@@ -237,3 +237,38 @@ def reward_models_compare(first: str, second: str, project: Project, on_progress
         model, tokenizer = load_for_scoring(path, pick_device())
         results.append(score_pairs(model, tokenizer, pairs, config.max_length, on_progress=on_progress))
     return compare(pairs, *results)
+
+
+def reward_models_evaluate_all(project: Project, on_progress=None) -> dict:
+    """Every reward model of the project's objective on every batch's held-out part, so accuracy
+    per batch over time can be plotted (a new batch is new data for the older models too)."""
+    models = [
+        m for m in RewardModel.objects.filter(objective=project.objective).order_by("created_at")
+        if m.checkpoint_path
+    ]
+    if not models:
+        raise NoTrainingData(f"no trained {project.objective} reward model to evaluate")
+    results = {}
+    for number, reward_model in enumerate(models, start=1):
+        if on_progress:
+            on_progress(number - 1, len(models), log_line=f"evaluating {reward_model.name}")
+        results[reward_model.name] = reward_model_evaluate(reward_model, project=project)["accuracy"]
+    if on_progress:
+        on_progress(len(models), len(models))
+    return results
+
+
+def reward_models_evaluate_start(*, project, created_by=None) -> Job:
+    if not RewardModel.objects.filter(objective=project.objective).exclude(checkpoint_path="").exists():
+        raise ValidationError({"project": f"no trained {project.objective} reward model to evaluate"})
+    return job_create(
+        kind=Job.Kind.EVALUATE_REWARD_MODEL, params={"project_id": project.pk}, created_by=created_by
+    )
+
+
+def reward_models_evaluate_run(*, job_id):
+    def work(job, on_progress):
+        project = Project.objects.get(pk=job.params["project_id"])
+        return {"accuracy": reward_models_evaluate_all(project, on_progress)}
+
+    return job_run(job_id=job_id, work=work)

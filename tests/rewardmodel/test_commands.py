@@ -46,6 +46,13 @@ def test_train_registers_evaluates_and_reports_per_strength(rm_project, tiny_mod
     out = capsys.readouterr().out
     assert "only helpful-v1 right" in out and "score gap" in out
 
+    # A new batch arrives: --all puts every model on every batch's held-out part.
+    RewardModelEvaluation.objects.all().delete()
+    call_command("evaluate_reward_model", "--all", "--project", rm_project.name)
+    assert "helpful-v2" in capsys.readouterr().out
+    for name in ("helpful-v1", "helpful-v2"):
+        assert RewardModelEvaluation.objects.filter(reward_model__name=name).exclude(batch=None).count() == 2
+
 
 @pytest.mark.parametrize(
     "arguments, message",
@@ -128,3 +135,7 @@ def test_score_responses_and_evaluate_refuse_unknown_models(tmp_path, rm_project
         call_command("evaluate_reward_model", "--model", "ghost", "--project", rm_project.name)
     with pytest.raises(CommandError, match="Unknown project"):
         call_command("evaluate_reward_model", "--model", "ghost", "--project", "Nope")
+    with pytest.raises(CommandError, match="either --model NAME or --all"):
+        call_command("evaluate_reward_model", "--project", rm_project.name)
+    with pytest.raises(CommandError, match="no trained helpfulness reward model"):
+        call_command("evaluate_reward_model", "--all", "--project", rm_project.name)

@@ -11,6 +11,7 @@ from rewardmodel.services import (
     reward_model_evaluate,
     reward_model_resolve,
     reward_models_compare,
+    reward_models_evaluate_all,
 )
 from rlhf.modelstore import ModelStoreError
 
@@ -19,23 +20,29 @@ class Command(BaseCommand):
     help = (
         "Accuracy of a reward model on a project's held-out pairs: overall, per strength level, "
         "per safety bin, calibration. Registered models get the results stored per batch. "
-        "With --against, two reward models are compared on the same pairs."
+        "With --against, two reward models are compared on the same pairs; with --all, every "
+        "reward model of the project's objective is evaluated on every batch's held-out part."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", required=True, help="registered reward model name or checkpoint path")
+        parser.add_argument("--model", help="registered reward model name or checkpoint path")
+        parser.add_argument("--all", action="store_true", help="evaluate every registered reward model")
         parser.add_argument("--project", required=True, help="project whose held-out pairs to score")
         parser.add_argument("--against", help="a second reward model to compare on the same pairs")
         parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
 
-    def handle(self, *args, model, project, against, json_path, **options):
+    def handle(self, *args, model, all, project, against, json_path, **options):
+        if bool(model) == bool(all):
+            raise CommandError("Give either --model NAME or --all.")
         try:
             project_row = Project.objects.get(name=project)
         except Project.DoesNotExist:
             raise CommandError(f"Unknown project {project!r}.") from None
         bar = ProgressBar("scoring pairs", self.stderr._out)
         try:
-            if against:
+            if all:
+                result = reward_models_evaluate_all(project_row)
+            elif against:
                 result = reward_models_compare(model, against, project_row, on_progress=bar)
             else:
                 result = self._evaluate(model, project_row, bar)
@@ -43,7 +50,10 @@ class Command(BaseCommand):
             raise CommandError(str(problem)) from problem
         finally:
             bar.close()
-        if against:
+        if all:
+            for name, accuracy in result.items():
+                self.stdout.write(f"{name:<30} held-out accuracy {accuracy:.3f}")
+        elif against:
             self._table(f"{model}", result["a"])
             self._table(f"{against}", result["b"])
             self.stdout.write(
