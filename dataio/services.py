@@ -122,6 +122,7 @@ def data_import(
     skip_invalid=False,
     queue_judged=False,
     adversarial=False,
+    dry_run=False,
     actor=None,
     on_progress=None,
 ):
@@ -130,6 +131,7 @@ def data_import(
     `batch_number`: an existing batch (open or closed) of the project; default the open one.
     `queue_judged`: also serve already-judged imported pairs to our annotators (for overlap with
     the imported raters); by default a judged pair counts as complete.
+    `dry_run`: do everything, report what would be added, and roll it all back.
     """
     report = ImportReport(format=fmt)
     options = ReadOptions(objective=project.objective, mapping=mapping or {}, source=source_name)
@@ -156,6 +158,8 @@ def data_import(
             actor=actor, verb="data_import", object_type="Project", object_id=project.pk,
             data={k: v for k, v in report.to_dict().items() if k != "errors"},
         )
+        if dry_run:
+            transaction.set_rollback(True)
     return report
 
 

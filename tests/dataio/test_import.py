@@ -98,6 +98,15 @@ def test_one_bad_record_stores_nothing_unless_skip_invalid(helpful, tmp_path):
     assert report.errors == ["line 2, field “judgments[0].choice”: unknown choice 'c'; use a, b or tie"]
 
 
+def test_dry_run_counts_what_would_be_added_and_stores_nothing(helpful, shared_data, capsys):
+    from django.core.management import call_command
+
+    path = shared_data / "pandalm" / "testset-v1.json"
+    call_command("import_data", str(path), project="Helpful", fmt="pandalm", dry_run=True, verbosity=0)
+    assert "863 comparisons, 2589 judgments, 0 prompts would be added (dry run" in capsys.readouterr().out
+    assert _counts() == (0, 0, 0) and not AuditEvent.objects.exists()
+
+
 def test_judged_imports_are_not_served_unless_queued(helpful, tmp_path):
     annotator = UserFactory()
     judged = {"messages": [{"role": "user", "content": "Hi"}], "responses": [{"text": "A"}, {"text": "B"}],

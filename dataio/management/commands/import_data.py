@@ -31,8 +31,9 @@ class Command(BaseCommand):
             help="also serve judged imported pairs to our annotators (default: they count as complete)",
         )
         parser.add_argument("--adversarial", action="store_true", help="tag the prompts as adversarial (red teaming)")
+        parser.add_argument("--dry-run", action="store_true", help="check and count, then store nothing")
 
-    def handle(self, *args, file, project, fmt, batch, mapping, skip_invalid, queue_judged, adversarial, **options):
+    def handle(self, *args, file, project, fmt, batch, mapping, skip_invalid, queue_judged, adversarial, dry_run, **options):
         target = Project.objects.filter(name=project).first()
         if target is None:
             raise CommandError(f"No project named “{project}”.")
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 report = data_import(
                     project=target, stream=stream, fmt=fmt, batch_number=batch, mapping=fields,
                     source_name=file.name, skip_invalid=skip_invalid, queue_judged=queue_judged,
-                    adversarial=adversarial, on_progress=progress,
+                    adversarial=adversarial, dry_run=dry_run, on_progress=progress,
                 )
         except ImportRejected as rejected:
             raise CommandError("\n".join([str(rejected), *_errors(rejected.report)])) from rejected
@@ -58,9 +59,10 @@ class Command(BaseCommand):
             progress.close()
         for line in _errors(report):
             self.stderr.write(f"skipped: {line}")
+        verb = "would be added (dry run: nothing stored)" if dry_run else "added"
         self.stdout.write(self.style.SUCCESS(
             f"{file.name} → {target.name}, batch {report.batch}: {report.comparisons_added} comparisons, "
-            f"{report.judgments_added} judgments, {report.prompts_added} prompts added; "
+            f"{report.judgments_added} judgments, {report.prompts_added} prompts {verb}; "
             f"{report.already_present} already present, {report.merged_in_file} rows merged into "
             f"an earlier row of the same pair, {report.invalid} invalid skipped, {report.blank} blank rows."
         ))
