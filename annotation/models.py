@@ -27,6 +27,11 @@ class Strength(models.TextChoices):
     NEGLIGIBLY_BETTER = "negligibly_better", "Negligibly better / unsure"
 
 
+class AttentionPolicy(models.TextChoices):
+    WARN = "warn", "Warn the annotator"
+    BLOCK = "block", "Pause the annotator until staff look"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     objective = models.CharField(max_length=16, choices=Objective.choices)
@@ -41,6 +46,20 @@ class Project(models.Model):
         default=15 * 60, help_text="How long an annotator holds a comparison before it returns."
     )
     is_active = models.BooleanField(default=True)
+    # Quality control (issue 5): gold comparisons are mixed silently into queues at this rate.
+    gold_share = models.FloatField(
+        default=0.1, help_text="Share of served comparisons taken from gold ones (0 to 1)."
+    )
+    attention_policy = models.CharField(
+        max_length=8, choices=AttentionPolicy.choices, default=AttentionPolicy.WARN,
+        help_text="What a failed attention check does: warn the annotator, or pause them.",
+    )
+    qualification_golds = models.PositiveSmallIntegerField(
+        default=0, help_text="Gold comparisons an annotator judges first; 0 turns the round off."
+    )
+    qualification_min_accuracy = models.FloatField(
+        default=0.8, help_text="Share of qualification golds to get right to go on."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -164,6 +183,10 @@ class Comparison(models.Model):
         null=True, blank=True, help_text="Overrides the project's setting when set."
     )
     is_gold = models.BooleanField(default=False)
+    is_attention_check = models.BooleanField(
+        default=False, help_text="A gold comparison with an obvious answer; a miss triggers the "
+        "project's attention policy."
+    )
     gold_choice = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
     source = models.CharField(
         max_length=200, blank=True, help_text="Import source (data set, file, line) when imported."
@@ -264,6 +287,37 @@ class Judgment(models.Model):
     @property
     def chosen_safe(self):
         return {"a": self.response_a_safe, "b": self.response_b_safe}.get(self.choice)
+
+
+class AnnotatorProfile(models.Model):
+    """Staff's controls over one annotator. Reward-model data drops judgments of annotators with
+    `exclude_from_training`; paused annotators get no new work."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="annotator_profile")
+    is_paused = models.BooleanField(default=False)
+    paused_reason = models.CharField(max_length=300, blank=True)
+    exclude_from_training = models.BooleanField(default=False)
+    attention_failures = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Profile of {self.user}"
+
+
+class Adjudication(models.Model):
+    """Staff's final answer on a low-agreement comparison (the review screen)."""
+
+    comparison = models.OneToOneField(
+        Comparison, on_delete=models.CASCADE, related_name="adjudication"
+    )
+    choice = models.CharField(max_length=1, choices=[("a", "A"), ("b", "B")])
+    strength = models.CharField(max_length=24, choices=Strength.choices)
+    staff = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"Adjudication of {self.comparison_id}: {self.choice} {self.strength}"
 
 
 class Demonstration(models.Model):

@@ -48,7 +48,8 @@ def comparisons_available_for(*, annotator, project, now=None):
             ),
             wanted_n=Coalesce(F("judgments_wanted"), F("batch__project__judgments_per_comparison")),
         )
-        .filter(taken__lt=F("wanted_n"))
+        # Gold comparisons are judged by everyone: they measure annotators, not the data.
+        .filter(Q(taken__lt=F("wanted_n")) | Q(is_gold=True))
         .order_by(F("reserved_for").desc(nulls_last=True), "-taken", "pk")
     )
 
@@ -177,3 +178,26 @@ def dialogue_for_demonstration(*, annotator, project):
     )
 
 
+
+
+def qualification_status(*, annotator, project):
+    """Where the annotator stands in the project's qualification round (gold comparisons first).
+
+    state: "off" (no round), "in_progress", "passed" or "failed"; with judged / correct / needed.
+    The round asks for as many golds as the project has, up to qualification_golds.
+    """
+    wanted = project.qualification_golds
+    if not wanted:
+        return {"state": "off", "judged": 0, "correct": 0, "needed": 0}
+    golds = Comparison.objects.filter(batch__project=project, is_gold=True).exclude(gold_choice="")
+    needed = min(wanted, golds.count())
+    judged = Judgment.objects.filter(annotator=annotator, comparison__in=golds)
+    correct = judged.filter(choice=F("comparison__gold_choice")).count()
+    judged = judged.count()
+    if judged < needed:
+        state = "in_progress"
+    elif needed and correct / judged < project.qualification_min_accuracy:
+        state = "failed"
+    else:
+        state = "passed"
+    return {"state": state, "judged": judged, "correct": correct, "needed": needed}

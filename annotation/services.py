@@ -9,6 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import (
+    Adjudication,
+    AnnotatorProfile,
+    AttentionPolicy,
     Assignment,
     AuditEvent,
     Batch,
@@ -16,11 +19,16 @@ from annotation.models import (
     Demonstration,
     Dialogue,
     Judgment,
+    Project,
     Response,
     Strength,
     Turn,
 )
-from annotation.selectors import comparisons_available_for, dialogue_get_for_demonstration
+from annotation.selectors import (
+    comparisons_available_for,
+    dialogue_get_for_demonstration,
+    qualification_status,
+)
 from margin.jobs import job_create
 from margin.models import Job
 
@@ -81,6 +89,13 @@ def assignment_next(*, annotator, project):
     Returns None when nothing is waiting. Safe under concurrent requests: the capacity check and
     the insert run in one write transaction (row locks on PostgreSQL, IMMEDIATE on SQLite).
     """
+    profile = AnnotatorProfile.objects.filter(user=annotator).first()
+    if profile is not None and profile.is_paused:
+        raise AnnotationError(
+            "Staff paused your annotation work"
+            + (f" ({profile.paused_reason})" if profile.paused_reason else "")
+            + "; ask them to resume it."
+        )
     now = timezone.now()
     with transaction.atomic():
         held = Assignment.objects.filter(
@@ -95,9 +110,7 @@ def assignment_next(*, annotator, project):
                 f"You already hold {settings.MARGIN_MAX_OPEN_LEASES} open comparisons in other "
                 "projects; finish or skip one of those first."
             )
-        candidates = comparisons_available_for(annotator=annotator, project=project, now=now)
-        # skip_locked: concurrent annotators each take a different comparison instead of waiting.
-        comparison = _lock(candidates, skip_locked=True).first()
+        comparison = _comparison_pick(annotator=annotator, project=project, now=now)
         if comparison is None:
             return None
         assignment, _ = Assignment.objects.update_or_create(
@@ -111,6 +124,28 @@ def assignment_next(*, annotator, project):
             },
         )
     return assignment
+
+
+def _comparison_pick(*, annotator, project, now):
+    """The next comparison: gold only during the qualification round, then gold mixed in
+    silently at the project's gold_share (the annotator cannot tell which is which)."""
+    candidates = comparisons_available_for(annotator=annotator, project=project, now=now)
+    qualification = qualification_status(annotator=annotator, project=project)
+    if qualification["state"] == "failed":
+        raise AnnotationError(
+            "You did not pass this project's qualification round; staff will review it with you."
+        )
+    if qualification["state"] == "in_progress":
+        queues = [candidates.filter(is_gold=True)]
+    else:
+        gold, plain = candidates.filter(is_gold=True), candidates.filter(is_gold=False)
+        queues = [gold, plain] if random.random() < project.gold_share else [plain, gold]
+    for queue in queues:
+        # skip_locked: concurrent annotators each take a different comparison instead of waiting.
+        comparison = _lock(queue, skip_locked=True).first()
+        if comparison is not None:
+            return comparison
+    return None
 
 
 def assignment_take_reserved(*, annotator, comparison):
@@ -241,7 +276,28 @@ def judgment_submit(
         assignment.status = Assignment.Status.SUBMITTED
         assignment.save(update_fields=["status"])
         _audit(actor=annotator, verb="judgment_submit", obj=judgment)
+        judgment.attention_failed = _attention_check(judgment=judgment, project=project)
     return judgment
+
+
+def _attention_check(*, judgment, project):
+    """Count a missed attention check; under the block policy the annotator is paused."""
+    comparison = judgment.comparison
+    if not (comparison.is_attention_check and comparison.gold_choice):
+        return False
+    if judgment.choice == comparison.gold_choice:
+        return False
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=judgment.annotator)
+    profile.attention_failures += 1
+    fields = ["attention_failures", "updated_at"]
+    if project.attention_policy == AttentionPolicy.BLOCK:
+        profile.is_paused = True
+        profile.paused_reason = f"missed an attention check in {project.name}"
+        fields += ["is_paused", "paused_reason"]
+    profile.save(update_fields=fields)
+    _audit(actor=judgment.annotator, verb="attention_check_failed", obj=judgment,
+           policy=project.attention_policy)
+    return True
 
 
 def judgment_undo_last(*, annotator, project):
@@ -440,3 +496,65 @@ def pairs_import(*, project, batch, records, is_adversarial=False):
             )
             added += 1
     return added
+
+
+# --- staff: projects, annotators, review (the dashboard) -----------------------------------------
+
+
+def project_create(*, actor, **fields):
+    """A new project with its first batch open, so annotators can start at once."""
+    with transaction.atomic():
+        project = Project(**fields)
+        project.full_clean()
+        project.save()
+        _audit(actor=actor, verb="project_create", obj=project)
+        batch_open(project=project, actor=actor)
+    return project
+
+
+def project_update(*, project, actor, **fields):
+    with transaction.atomic():
+        for name, value in fields.items():
+            setattr(project, name, value)
+        project.full_clean()
+        project.save(update_fields=list(fields))
+        _audit(actor=actor, verb="project_update", obj=project, fields=sorted(fields))
+    return project
+
+
+def annotator_profile_update(*, user, actor, is_paused=None, exclude_from_training=None, reason=""):
+    """Pause / resume an annotator, or exclude their judgments from reward-model training."""
+    with transaction.atomic():
+        profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
+        changes = {}
+        if is_paused is not None:
+            changes.update(is_paused=is_paused, paused_reason=(reason or "")[:300] if is_paused else "")
+        if exclude_from_training is not None:
+            changes["exclude_from_training"] = exclude_from_training
+        for name, value in changes.items():
+            setattr(profile, name, value)
+        profile.save()
+        _audit(actor=actor, verb="annotator_profile_update", obj=profile,
+               **{k: v for k, v in changes.items() if k != "paused_reason"})
+    return profile
+
+
+def comparison_adjudicate(*, comparison, staff, choice, strength, note="", make_gold=False):
+    """Staff's final answer on a disputed comparison; optionally it becomes a gold comparison."""
+    errors = {}
+    if choice not in ("a", "b"):
+        errors["choice"] = "Pick response A or B."
+    if strength not in Strength.values:
+        errors["strength"] = "Pick one of the four strength levels."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        adjudication, _ = Adjudication.objects.update_or_create(
+            comparison=comparison,
+            defaults={"choice": choice, "strength": strength, "staff": staff, "note": note.strip()},
+        )
+        if make_gold:
+            Comparison.objects.filter(pk=comparison.pk).update(is_gold=True, gold_choice=choice)
+        _audit(actor=staff, verb="comparison_adjudicate", obj=comparison, choice=choice,
+               strength=strength, make_gold=make_gold)
+    return adjudication

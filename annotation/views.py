@@ -58,9 +58,10 @@ def judge(request, comparison_id):
     )
     project = assignment.comparison.batch.project
     form = JudgmentForm(request.POST, project=project)
+    judgment = None
     if form.is_valid():
         try:
-            services.judgment_submit(
+            judgment = services.judgment_submit(
                 annotator=request.user,
                 comparison_id=comparison_id,
                 chosen_side=form.cleaned_data["choice"],
@@ -81,6 +82,14 @@ def judge(request, comparison_id):
         return _render_task(request, context, status=422)
     if assignment.comparison.reserved_for_id == request.user.pk:
         return _render_continue(request, assignment.comparison)
+    if getattr(judgment, "attention_failed", False):
+        # An attention check was missed: say so (warn policy) or show the pause (block policy).
+        context = _task_context(request.user, project)
+        context["attention_warning"] = (
+            "That was an attention check with a clear answer, and your choice missed it. "
+            "Please read both responses fully before judging."
+        )
+        return _render_task(request, context)
     if not request.htmx:
         return redirect("annotation:compare", project_id=project.pk)
     return _render_task(request, _task_context(request.user, project))
