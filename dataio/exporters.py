@@ -22,6 +22,7 @@ from rewardmodel.data import (
     BOTH_UNSAFE,
     CHOSEN_SAFE_OTHER_UNSAFE,
     CHOSEN_UNSAFE_OTHER_SAFE,
+    _excluded_annotator_ids,
     pairs_for_projects,
 )
 
@@ -137,7 +138,10 @@ def preference_rows(filters: ExportFilters):
         if low:
             skipped["below_min_agreement"] = skipped.get("below_min_agreement", 0) + len(low)
         pairs = [p for p in pairs if p.agreement >= filters.min_agreement]
-        names = _raters_by_comparison([p.comparison_id for p in pairs], user_ids, raters)
+        # List exactly the voters the majority was taken over: staff's "exclude from training"
+        # flag (annotator profile) drops votes inside pairs_for_projects as well.
+        voters_left_out = user_ids | _excluded_annotator_ids()
+        names = _raters_by_comparison([p.comparison_id for p in pairs], voters_left_out, raters)
         projects = dict(Comparison.objects.filter(pk__in=[p.comparison_id for p in pairs])
                         .values_list("pk", "batch__project__name"))
         for pair in pairs:

@@ -89,6 +89,17 @@ def test_filters_batch_objective_agreement_and_annotator(judged, helpful, safety
         ids(min_agreement=2)
 
 
+def test_annotators_staff_excluded_from_training_are_left_out_of_votes_and_names(judged, helpful):
+    from annotation.models import AnnotatorProfile
+
+    carol = judged["first"].judgments.get(choice="a").annotator
+    AnnotatorProfile.objects.create(user=carol, exclude_from_training=True)
+    rows, _ = preference_rows(ExportFilters(projects=[helpful]))
+    first = next(row for row in rows if row["comparison_id"] == judged["first"].pk)
+    assert first["votes"] == 2 and first["agreement"] == 1.0
+    assert annotator_pseudonym(carol.pk) not in first["annotators"] and len(first["annotators"]) == 2
+
+
 def test_imported_raters_can_be_excluded(helpful, shared_data):
     import_file(helpful, shared_data / "pandalm" / "testset-v1.json", "pandalm")
     rows, _ = preference_rows(ExportFilters(projects=[helpful]))
