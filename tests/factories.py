@@ -94,3 +94,16 @@ class ComparisonFactory(factory.django.DjangoModelFactory):
     response_b = factory.SubFactory(
         ResponseFactory, dialogue=factory.SelfAttribute("..dialogue"), text="Response B text"
     )
+
+
+class JudgmentFactory(factory.django.DjangoModelFactory):
+    """A judgment stored directly (no lease), for dashboards and statistics."""
+
+    class Meta:
+        model = "annotation.Judgment"
+
+    comparison = factory.SubFactory(ComparisonFactory)
+    annotator = factory.SubFactory(UserFactory)
+    choice = "a"
+    strength = "better"
+    seconds_spent = 30.0

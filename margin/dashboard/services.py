@@ -1,0 +1,79 @@
+"""Dashboard actions on jobs: launch (through each app's own validated service) and retry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from django.core.exceptions import ValidationError
+
+from margin.jobs import job_create
+from margin.models import Job
+
+
+@dataclass(frozen=True)
+class Launcher:
+    title: str
+    config_class: Callable[[], type]  # imported lazily: config modules are light, but keep it so
+    start: Callable  # start(form_data_without_config, config, created_by) -> Job
+
+
+def _rm_config():
+    from rewardmodel.config import RewardModelConfig
+
+    return RewardModelConfig
+
+
+def _rm_start(*, lead, config, created_by):
+    from rewardmodel.services import reward_model_train_start
+
+    return reward_model_train_start(
+        project=lead["project"], name=lead["name"], config=config, created_by=created_by
+    )
+
+
+def _rlhf(config_name, start_name):
+    def config_class():
+        from rlhf import config
+
+        return getattr(config, config_name)
+
+    def start(*, lead, config, created_by):
+        from rlhf import services
+
+        return getattr(services, start_name)(config=config, created_by=created_by)
+
+    return config_class, start
+
+
+LAUNCHERS = {
+    Job.Kind.TRAIN_REWARD_MODEL: Launcher("Train a reward model", _rm_config, _rm_start),
+    Job.Kind.REJECTION_SAMPLE: Launcher(
+        "Rejection sampling", *_rlhf("RejectionSamplingConfig", "rejection_sample_start")
+    ),
+    Job.Kind.PPO: Launcher("PPO", *_rlhf("PPOConfig", "ppo_start")),
+    Job.Kind.PUBLISH_SAMPLES: Launcher(
+        "Publish samples for annotation", *_rlhf("PublishSamplesConfig", "samples_publish_start")
+    ),
+    Job.Kind.EVALUATE_POLICY: Launcher(
+        "Evaluate a policy version", *_rlhf("PolicyEvaluationConfig", "policy_evaluate_start")
+    ),
+}
+
+
+def job_launch(*, kind, lead, config, created_by):
+    """Start a job of `kind` through its app's service; ValidationError({field: message}) on bad
+    input, and then nothing was created."""
+    launcher = LAUNCHERS.get(kind)
+    if launcher is None:
+        raise ValidationError({"kind": f"jobs of kind {kind!r} cannot be launched from here"})
+    return launcher.start(lead=lead, config=config, created_by=created_by)
+
+
+def job_retry(*, job, created_by):
+    """A new job with the same kind and parameters as a failed or cancelled one."""
+    if job.state not in (Job.State.FAILED, Job.State.CANCELLED):
+        raise ValidationError({"job": f"only failed or cancelled jobs can be retried (this one is {job.state})"})
+    params = dict(job.params)
+    params["retry_of"] = job.pk
+    return job_create(kind=job.kind, params=params, created_by=created_by)

@@ -1,0 +1,198 @@
+"""Agreement statistics and policy ratings, from maintained libraries where one exists.
+
+Inputs are plain Python: a list of units (comparisons), each a list of labels given by different
+annotators. No Django here, so every number is checked against hand arithmetic in a unit test.
+
+Codings of a judgment (choice a / b / tie, strength one of four levels or empty for imports):
+- direction-only: -1 (A better), 0 (tie), +1 (B better);
+- strength-aware: the signed eight-step scale -4..-1 (A significantly .. negligibly better),
+  +1..+4 (B negligibly .. significantly better), 0 for a tie. A side chosen without a strength
+  (HH-RLHF and other imports) has no place on this scale and counts as missing there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import combinations
+
+import numpy as np
+
+# Strongest first, as annotation.models.Strength lists them.
+STRENGTH_STEPS = {
+    "significantly_better": 4,
+    "better": 3,
+    "slightly_better": 2,
+    "negligibly_better": 1,
+}
+
+
+def direction_code(choice: str, strength: str = ""):
+    return {"a": -1, "b": 1, "tie": 0}.get(choice)
+
+
+def strength_code(choice: str, strength: str = ""):
+    if choice == "tie":
+        return 0
+    step = STRENGTH_STEPS.get(strength or "")
+    if step is None or choice not in ("a", "b"):
+        return None
+    return -step if choice == "a" else step
+
+
+def units_from(rows, coding):
+    """rows: (comparison_id, choice, strength) -> list of units, each the list of coded labels.
+
+    Missing codes are dropped; units with fewer than two labels cannot show (dis)agreement and
+    are dropped too.
+    """
+    by_unit: dict = {}
+    for unit, choice, strength in rows:
+        code = coding(choice, strength)
+        if code is not None:
+            by_unit.setdefault(unit, []).append(code)
+    return [labels for labels in by_unit.values() if len(labels) >= 2]
+
+
+def pairwise_agreement(units):
+    """Share of annotator pairs, pooled over units, who gave the same label."""
+    agreeing = total = 0
+    for labels in units:
+        for x, y in combinations(labels, 2):
+            total += 1
+            agreeing += x == y
+    return agreeing / total if total else None
+
+
+def _count_table(units, categories):
+    index = {c: i for i, c in enumerate(categories)}
+    table = np.zeros((len(units), len(categories)))
+    for row, labels in enumerate(units):
+        for label in labels:
+            table[row, index[label]] += 1
+    return table
+
+
+def fleiss_kappa(units):
+    """Fleiss' kappa (statsmodels). It needs the same number of raters per unit, so it is
+    computed on the units with the most common count. Returns (kappa, units used)."""
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+
+    if not units:
+        return None, 0
+    raters = Counter(len(labels) for labels in units).most_common(1)[0][0]
+    used = [labels for labels in units if len(labels) == raters]
+    categories = sorted({label for labels in used for label in labels})
+    if len(categories) < 2:
+        return (1.0 if used else None), len(used)  # everyone agreed on one label
+    kappa = statsmodels_fleiss_kappa(_count_table(used, categories), method="fleiss")
+    return float(kappa), len(used)
+
+
+def krippendorff_alpha(units, level="ordinal"):
+    """Krippendorff's alpha (the `krippendorff` package); units may have different counts."""
+    import krippendorff
+
+    if not units:
+        return None
+    width = max(len(labels) for labels in units)
+    # Reliability data: one row per "rater slot", one column per unit; the statistic only uses
+    # which values share a unit, so slots need not be the same person across units.
+    data = np.full((width, len(units)), np.nan)
+    for column, labels in enumerate(units):
+        data[: len(labels), column] = labels
+    values = np.unique(data[~np.isnan(data)])
+    if len(values) < 2:
+        return 1.0
+    return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level,
+                                    value_domain=values))
+
+
+def gwet_ac1(units, categories):
+    """Gwet's AC1 for any number of raters per unit (Gwet 2014, eq. 2.8 and 4.x).
+
+    Hand-written: the maintained implementation (irrCAC) pins scipy==1.12.0, which would
+    downgrade NumPy under PyTorch. `categories` is the scale's full label set (q = its size).
+    pa = mean over units of sum_k r_ik (r_ik - 1) / (r_i (r_i - 1));
+    pi_k = mean over units of r_ik / r_i;  pe = sum_k pi_k (1 - pi_k) / (q - 1).
+    """
+    if not units or len(categories) < 2:
+        return None
+    table = _count_table(units, categories)  # (units, q)
+    raters = table.sum(axis=1)  # (units,)
+    pa = float(np.mean((table * (table - 1)).sum(axis=1) / (raters * (raters - 1))))
+    pi = (table / raters[:, None]).mean(axis=0)  # (q,)
+    pe = float((pi * (1 - pi)).sum() / (len(categories) - 1))
+    return (pa - pe) / (1 - pe) if pe < 1 else None
+
+
+def agreement_report(rows):
+    """All statistics, direction-only and strength-aware, for rows (unit, choice, strength)."""
+    report = {}
+    for name, coding, base_categories in (
+        ("direction", direction_code, [-1, 1]),
+        ("strength", strength_code, [-4, -3, -2, -1, 1, 2, 3, 4]),
+    ):
+        units = units_from(rows, coding)
+        has_tie = any(0 in labels for labels in units)
+        categories = sorted(base_categories + ([0] if has_tie else []))
+        kappa, kappa_units = fleiss_kappa(units)
+        report[name] = {
+            "units": len(units),
+            "judgments": sum(len(labels) for labels in units),
+            "pairwise_agreement": pairwise_agreement(units),
+            "fleiss_kappa": kappa,
+            "fleiss_units": kappa_units,
+            "krippendorff_alpha": krippendorff_alpha(units),
+            "gwet_ac1": gwet_ac1(units, categories),
+        }
+    return report
+
+
+# --- policy versions ------------------------------------------------------------------------------
+
+
+def bradley_terry(n_items, wins, alpha=0.01):
+    """Bradley-Terry log-strengths (choix, iterative Luce spectral ranking), centred on 0.
+
+    wins: list of (winner index, loser index). A small regularisation keeps versions that
+    never lost (or never won) finite.
+    """
+    import choix
+
+    params = choix.ilsr_pairwise(n_items, wins, alpha=alpha)
+    return params - params.mean()
+
+
+def bradley_terry_with_ci(names, wins, bootstrap=200, seed=0, level=0.95):
+    """Ratings on the Elo scale (400 / ln 10 per unit of log-strength, 1000 = average) with
+    percentile bootstrap intervals over resampled judgments. Returns rows, best first."""
+    if not wins or len(names) < 2:
+        return []
+    scale = 400 / math.log(10)
+    point = bradley_terry(len(names), wins)
+    rng = np.random.default_rng(seed)
+    samples = np.empty((bootstrap, len(names)))
+    for b in range(bootstrap):
+        picks = rng.integers(0, len(wins), len(wins))
+        samples[b] = bradley_terry(len(names), [wins[i] for i in picks])
+    low, high = np.percentile(samples, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=0)
+    played = Counter()
+    won = Counter()
+    for winner, loser in wins:
+        played[winner] += 1
+        played[loser] += 1
+        won[winner] += 1
+    rows = [
+        {
+            "name": name,
+            "rating": float(1000 + scale * point[i]),
+            "low": float(1000 + scale * low[i]),
+            "high": float(1000 + scale * high[i]),
+            "comparisons": played[i],
+            "wins": won[i],
+            "win_rate": won[i] / played[i] if played[i] else None,
+        }
+        for i, name in enumerate(names)
+    ]
+    return sorted(rows, key=lambda row: -row["rating"])

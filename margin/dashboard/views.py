@@ -1,0 +1,304 @@
+"""Staff dashboard screens. Every view is wrapped in `staff_required`; views parse, call a
+service or selector, and render a page or the partial htmx swaps."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation import services as annotation_services
+from annotation.models import Batch, Project
+from margin.dashboard import forms, models_data, selectors, services
+from margin.jobs import job_cancel_request
+from margin.models import Job
+
+
+def staff_required(view):
+    """Anonymous users go to the login page; logged-in non-staff get 403."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("The dashboard is for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _upload_url():
+    try:
+        return reverse("dataio:import")
+    except NoReverseMatch:
+        return None
+
+
+# --- overview and projects ------------------------------------------------------------------------
+
+
+@staff_required
+@require_GET
+def index(request):
+    context = {
+        "projects": selectors.projects_overview(),
+        "jobs": selectors.jobs_list()[:8],
+        "upload_url": _upload_url(),
+    }
+    return render(request, "dashboard/index.html", context)
+
+
+@staff_required
+def project_create(request):
+    form = forms.ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = annotation_services.project_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as invalid:
+            for field, messages in invalid.message_dict.items():
+                form.add_error(field if field in form.fields else None, messages)
+        else:
+            return redirect("dashboard:project", project_id=project.pk)
+    status = 422 if form.errors else 200
+    return render(request, "dashboard/project_form.html", {"form": form}, status=status)
+
+
+def _project_context(project, settings_form=None):
+    per_day = selectors.judgments_per_day(project=project)
+    strengths = selectors.strength_distribution(project=project)
+    return {
+        "project": project,
+        "batches": selectors.batches_progress(project=project),
+        "per_day": per_day,
+        "per_day_chart": models_data.chart(
+            "per-day", "Judgments per day", [str(row["day"]) for row in per_day],
+            [{"label": "judgments", "data": [row["judgments"] for row in per_day]}],
+            "day", "judgments", kind="bar"),
+        "strengths": strengths,
+        "strength_chart": models_data.chart(
+            "strengths", "Strength distribution", [row["label"] for row in strengths],
+            [{"label": "judgments", "data": [row["judgments"] for row in strengths]}],
+            "strength", "judgments", kind="bar"),
+        "safety_bins": selectors.safety_bins(project=project) if project.is_safety else None,
+        "skips": selectors.skips(project=project),
+        "agreement": selectors.agreement_for(project=project),
+        "settings_form": settings_form or forms.ProjectSettingsForm(instance=project),
+        "upload_url": _upload_url(),
+    }
+
+
+@staff_required
+@require_GET
+def project(request, project_id):
+    project = get_object_or_404(Project, pk=project_id)
+    return render(request, "dashboard/project.html", _project_context(project))
+
+
+@staff_required
+@require_POST
+def project_settings(request, project_id):
+    project = get_object_or_404(Project, pk=project_id)
+    form = forms.ProjectSettingsForm(request.POST, instance=Project.objects.get(pk=project.pk))
+    if form.is_valid():
+        annotation_services.project_update(
+            project=project, actor=request.user,
+            **{name: form.cleaned_data[name] for name in form.Meta.fields},
+        )
+        form = forms.ProjectSettingsForm(instance=project)
+        saved = True
+    else:
+        saved = False
+    context = {"project": project, "settings_form": form, "saved": saved}
+    template = "dashboard/project.html#settings" if request.htmx else "dashboard/project.html"
+    if not request.htmx:
+        context = {**_project_context(project, settings_form=form), "saved": saved}
+    return render(request, template, context, status=200 if saved else 422)
+
+
+@staff_required
+@require_POST
+def batch_open(request, project_id):
+    project = get_object_or_404(Project, pk=project_id)
+    annotation_services.batch_open(project=project, actor=request.user)
+    return redirect("dashboard:project", project_id=project.pk)
+
+
+@staff_required
+@require_POST
+def batch_close(request, batch_id):
+    batch = get_object_or_404(Batch, pk=batch_id, is_open=True)
+    annotation_services.batch_close(batch=batch, actor=request.user)
+    return redirect("dashboard:project", project_id=batch.project_id)
+
+
+# --- annotators -----------------------------------------------------------------------------------
+
+
+def _annotators_context(project):
+    return {"project": project, "rows": selectors.annotators_table(project=project),
+            "projects": Project.objects.all()}
+
+
+@staff_required
+@require_GET
+def annotators(request):
+    project = None
+    if request.GET.get("project", "").isdigit():
+        project = Project.objects.filter(pk=request.GET["project"]).first()
+    return render(request, "dashboard/annotators.html", _annotators_context(project))
+
+
+@staff_required
+@require_POST
+def annotator_update(request, user_id):
+    user = get_object_or_404(get_user_model(), pk=user_id)
+    form = forms.AnnotatorForm(request.POST)
+    if not form.is_valid():
+        return render(request, "dashboard/annotators.html#annotator-error",
+                      {"form": form}, status=422)
+    annotation_services.annotator_profile_update(
+        user=user, actor=request.user, reason=form.cleaned_data["reason"],
+        **forms.AnnotatorForm.ACTIONS[form.cleaned_data["action"]],
+    )
+    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/dashboard/")
+                    else "dashboard:annotators")
+
+
+# --- review ---------------------------------------------------------------------------------------
+
+
+@staff_required
+@require_GET
+def review(request, project_id):
+    project = get_object_or_404(Project, pk=project_id)
+    rows = selectors.comparisons_for_review(project=project)
+    return render(request, "dashboard/review.html", {"project": project, "rows": rows})
+
+
+@staff_required
+def adjudicate(request, comparison_id):
+    comparison = selectors.comparison_for_review(comparison_id=comparison_id)
+    form = forms.AdjudicationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            annotation_services.comparison_adjudicate(
+                comparison=comparison, staff=request.user, **form.cleaned_data
+            )
+        except ValidationError as invalid:
+            for field, messages in invalid.message_dict.items():
+                form.add_error(field if field in form.fields else None, messages)
+        else:
+            return redirect("dashboard:review", project_id=comparison.batch.project_id)
+    status = 422 if form.errors else 200
+    return render(request, "dashboard/adjudicate.html",
+                  {"comparison": comparison, "form": form}, status=status)
+
+
+# --- leaderboard and models -----------------------------------------------------------------------
+
+
+@staff_required
+@require_GET
+def leaderboard(request):
+    return render(request, "dashboard/leaderboard.html",
+                  {"rows": selectors.policy_leaderboard()})
+
+
+@staff_required
+@require_GET
+def models(request):
+    return render(request, "dashboard/models.html", models_data.models_context())
+
+
+# --- jobs -----------------------------------------------------------------------------------------
+
+
+@staff_required
+@require_GET
+def jobs(request):
+    state, kind = request.GET.get("state", ""), request.GET.get("kind", "")
+    context = {
+        "jobs": selectors.jobs_list(state=state, kind=kind),
+        "state": state, "kind": kind,
+        "states": Job.State.choices, "kinds": Job.Kind.choices,
+        "launchers": services.LAUNCHERS,
+    }
+    return render(request, "dashboard/jobs.html", context)
+
+
+@staff_required
+@require_GET
+def job(request, job_id):
+    job = get_object_or_404(Job, pk=job_id)
+    if request.htmx:
+        # Polled every 2 s; 286 tells htmx to stop polling once the job has finished.
+        status = 286 if job.is_finished else 200
+        return render(request, "dashboard/job.html#job-progress", {"job": job}, status=status)
+    return render(request, "dashboard/job.html", {"job": job})
+
+
+@staff_required
+@require_POST
+def job_cancel(request, job_id):
+    job = get_object_or_404(Job, pk=job_id)
+    if not job.is_finished:
+        job_cancel_request(job=job)
+    return redirect("dashboard:job", job_id=job.pk)
+
+
+@staff_required
+@require_POST
+def job_retry(request, job_id):
+    job = get_object_or_404(Job, pk=job_id)
+    try:
+        with transaction.atomic():
+            new = services.job_retry(job=job, created_by=request.user)
+    except ValidationError as refused:
+        return render(request, "dashboard/job.html", {"job": job, "error": refused.messages[0]},
+                      status=422)
+    return redirect("dashboard:job", job_id=new.pk)
+
+
+def _launch_form_class(kind):
+    launcher = services.LAUNCHERS.get(kind)
+    if launcher is None:
+        raise Http404("No launch form for this kind of job.")
+    lead = {}
+    if kind == Job.Kind.TRAIN_REWARD_MODEL:
+        lead = {
+            "project": forms.forms.ModelChoiceField(
+                queryset=Project.objects.all(),
+                error_messages={"required": "Pick the project whose judgments train it."},
+            ),
+            "name": forms.forms.CharField(
+                max_length=100, error_messages={"required": "Name the reward model."}
+            ),
+        }
+    return launcher, forms.config_form_class(launcher.config_class(), lead=lead)
+
+
+@staff_required
+def job_launch(request, kind):
+    launcher, form_class = _launch_form_class(kind)
+    form = form_class(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        lead = {name: form.cleaned_data[name] for name in ("project", "name") if name in form.fields}
+        try:
+            with transaction.atomic():
+                job = services.job_launch(kind=kind, lead=lead, config=form.config(),
+                                          created_by=request.user)
+        except ValidationError as invalid:
+            form.add_service_errors(invalid)
+        else:
+            return redirect("dashboard:job", job_id=job.pk)
+    status = 422 if form.errors else 200
+    return render(request, "dashboard/job_launch.html",
+                  {"form": form, "launcher": launcher, "kind": kind}, status=status)
