@@ -114,7 +114,10 @@ class ConfigForm(forms.Form):
         names = {f.name for f in dataclasses.fields(self.config_class)}
         values = {}
         for name in self.changed_data:
-            if name in names and self.cleaned_data.get(name) is not None:
+            # A field the request did not carry at all keeps its default (checkboxes excepted:
+            # an unticked box is never sent).
+            absent = name not in self.data and not isinstance(self.fields[name], forms.BooleanField)
+            if name in names and not absent and self.cleaned_data.get(name) is not None:
                 values[name] = self.cleaned_data[name]
         return values
 

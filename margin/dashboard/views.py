@@ -58,7 +58,7 @@ def index(request):
 
 @staff_required
 def project_create(request):
-    form = forms.ProjectForm(request.POST or None)
+    form = forms.ProjectForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             project = annotation_services.project_create(actor=request.user, **form.cleaned_data)
@@ -186,7 +186,7 @@ def review(request, project_id):
 @staff_required
 def adjudicate(request, comparison_id):
     comparison = selectors.comparison_for_review(comparison_id=comparison_id)
-    form = forms.AdjudicationForm(request.POST or None)
+    form = forms.AdjudicationForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             annotation_services.comparison_adjudicate(
@@ -288,7 +288,7 @@ def _launch_form_class(kind):
 @staff_required
 def job_launch(request, kind):
     launcher, form_class = _launch_form_class(kind)
-    form = form_class(request.POST or None)
+    form = form_class(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         lead = {name: form.cleaned_data[name] for name in ("project", "name") if name in form.fields}
         try:
