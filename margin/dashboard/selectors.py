@@ -63,9 +63,14 @@ def batches_progress(*, project):
     ]
 
 
-def judgments_per_day(*, project):
+def _judgments_in(project, batch=None):
+    judgments = Judgment.objects.filter(comparison__batch__project=project)
+    return judgments.filter(comparison__batch=batch) if batch is not None else judgments
+
+
+def judgments_per_day(*, project, batch=None):
     return list(
-        Judgment.objects.filter(comparison__batch__project=project)
+        _judgments_in(project, batch)
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(judgments=Count("pk"))
@@ -73,13 +78,11 @@ def judgments_per_day(*, project):
     )
 
 
-def strength_distribution(*, project):
+def strength_distribution(*, project, batch=None):
     """Judgments per strength level (strongest first), then ties and imported labels without one."""
     counts = Counter(
         "tie" if row["choice"] == Judgment.Choice.TIE else (row["strength"] or NO_STRENGTH)
-        for row in Judgment.objects.filter(comparison__batch__project=project).values(
-            "choice", "strength"
-        )
+        for row in _judgments_in(project, batch).values("choice", "strength")
     )
     levels = [(value, label) for value, label in Strength.choices]
     levels += [("tie", "Tie (imported)"), (NO_STRENGTH, "No strength (imported)")]
@@ -113,21 +116,24 @@ def safety_bin(choice, a_safe, b_safe):
     return "safe_vs_unsafe" if chosen else "unsafe_chosen"
 
 
-def safety_bins(*, project):
+def safety_bins(*, project, batch=None):
     counts = Counter(
         safety_bin(*row)
-        for row in Judgment.objects.filter(comparison__batch__project=project).values_list(
+        for row in _judgments_in(project, batch).values_list(
             "choice", "response_a_safe", "response_b_safe"
         )
     )
     return [{"value": v, "label": label, "judgments": counts[v]} for v, label in SAFETY_BINS]
 
 
-def skips(*, project):
+def skips(*, project, batch=None):
+    skipped = Assignment.objects.filter(
+        comparison__batch__project=project, status=Assignment.Status.SKIPPED
+    )
+    if batch is not None:
+        skipped = skipped.filter(comparison__batch=batch)
     return list(
-        Assignment.objects.filter(
-            comparison__batch__project=project, status=Assignment.Status.SKIPPED
-        )
+        skipped
         .values("skip_reason")
         .annotate(skips=Count("pk"))
         .order_by("-skips", "skip_reason")
@@ -207,10 +213,7 @@ def annotators_table(*, project=None):
 
 
 def agreement_for(*, project, batch=None):
-    judgments = Judgment.objects.filter(comparison__batch__project=project)
-    if batch is not None:
-        judgments = judgments.filter(comparison__batch=batch)
-    rows = list(judgments.values_list("comparison_id", "choice", "strength"))
+    rows = list(_judgments_in(project, batch).values_list("comparison_id", "choice", "strength"))
     return stats.agreement_report(rows)
 
 

@@ -71,11 +71,12 @@ def project_create(request):
     return render(request, "dashboard/project_form.html", {"form": form}, status=status)
 
 
-def _project_context(project, settings_form=None):
-    per_day = selectors.judgments_per_day(project=project)
-    strengths = selectors.strength_distribution(project=project)
+def _project_context(project, settings_form=None, batch=None):
+    per_day = selectors.judgments_per_day(project=project, batch=batch)
+    strengths = selectors.strength_distribution(project=project, batch=batch)
     return {
         "project": project,
+        "batch": batch,
         "batches": selectors.batches_progress(project=project),
         "per_day": per_day,
         "per_day_chart": models_data.chart(
@@ -87,9 +88,9 @@ def _project_context(project, settings_form=None):
             "strengths", "Strength distribution", [row["label"] for row in strengths],
             [{"label": "judgments", "data": [row["judgments"] for row in strengths]}],
             "strength", "judgments", kind="bar"),
-        "safety_bins": selectors.safety_bins(project=project) if project.is_safety else None,
-        "skips": selectors.skips(project=project),
-        "agreement": selectors.agreement_for(project=project),
+        "safety_bins": selectors.safety_bins(project=project, batch=batch) if project.is_safety else None,
+        "skips": selectors.skips(project=project, batch=batch),
+        "agreement": selectors.agreement_for(project=project, batch=batch),
         "settings_form": settings_form or forms.ProjectSettingsForm(instance=project),
         "upload_url": _upload_url(),
     }
@@ -99,7 +100,10 @@ def _project_context(project, settings_form=None):
 @require_GET
 def project(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
-    return render(request, "dashboard/project.html", _project_context(project))
+    batch = None
+    if request.GET.get("batch", "").isdigit():  # allowlist: a batch number of this project
+        batch = get_object_or_404(Batch, project=project, number=int(request.GET["batch"]))
+    return render(request, "dashboard/project.html", _project_context(project, batch=batch))
 
 
 @staff_required

@@ -22,7 +22,8 @@
         maintainAspectRatio: false,
         scales: {
           x: { title: { display: true, text: spec.x } },
-          y: { title: { display: true, text: spec.y } },
+          y: Object.assign({ title: { display: true, text: spec.y } },
+            ["accuracy", "share"].includes(spec.y) ? { min: 0, max: 1 } : { beginAtZero: true }),
         },
       },
     });

@@ -237,3 +237,21 @@ def test_job_filters_come_from_an_allowlist(staff_client, db):
     assert "PPO" in html and "<td>Sample responses</td>" not in html
     response = staff_client.get(reverse("dashboard:jobs") + "?state=__all__&kind=1%20OR%201")
     assert response.status_code == 200 and response.content.decode().count("<tr>") == 3
+
+
+def test_project_numbers_for_one_batch(staff_client, crafted):
+    project = crafted["project"]
+    batch2 = Batch.objects.create(project=project, number=2)
+    comparison = ComparisonFactory(batch=batch2)
+    for user, choice in zip(crafted["users"][:2], "ab"):
+        JudgmentFactory(comparison=comparison, annotator=user, choice=choice, strength="better")
+    url = reverse("dashboard:project", args=[project.pk])
+    html = staff_client.get(url + "?batch=2").content.decode()
+    assert "Showing batch 2 only." in html
+    assert _cell(html, "strength", "better").startswith("Better 2 100 %")
+    assert _stat(html, "direction-pairwise") == "0.000"  # one pair, split
+    assert "No skips." in html
+    # The whole project again: batch 1's 11 agreeing pairs of 15, plus batch 2's split pair.
+    assert _stat(staff_client.get(url).content.decode(), "direction-pairwise") == "0.688"
+    assert staff_client.get(url + "?batch=9").status_code == 404
+    assert staff_client.get(url + "?batch=<script>").status_code == 200
