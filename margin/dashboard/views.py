@@ -229,8 +229,15 @@ def models(request):
 @require_GET
 def jobs(request):
     state, kind = request.GET.get("state", ""), request.GET.get("kind", "")
+    jobs = selectors.jobs_list(state=state, kind=kind)
+    live = any(not job.is_finished for job in jobs)
+    poll_url = request.get_full_path() if live else None
+    if request.htmx:
+        return render(request, "dashboard/_job_rows.html", {"jobs": jobs, "poll_url": poll_url},
+                      status=200 if live else 286)
     context = {
-        "jobs": selectors.jobs_list(state=state, kind=kind),
+        "jobs": jobs,
+        "poll_url": poll_url,
         "state": state, "kind": kind,
         "states": Job.State.choices, "kinds": Job.Kind.choices,
         "launchers": services.LAUNCHERS,

@@ -125,3 +125,16 @@ def test_cancel_and_retry(staff_client, crafted):
     response = staff_client.post(reverse("dashboard:job_retry", args=[retry.pk]))
     assert response.status_code == 422 and "only failed or cancelled jobs" in response.content.decode()
     assert Job.objects.count() == 2
+
+
+def test_jobs_list_polls_while_a_job_runs(staff_client, db):
+    job = Job.objects.create(kind=Job.Kind.PPO, state=Job.State.RUNNING, progress_step=1,
+                             progress_total=4)
+    url = reverse("dashboard:jobs") + "?kind=ppo"
+    assert 'hx-get="/dashboard/jobs/?kind=ppo" hx-trigger="every 3s"' in staff_client.get(url).content.decode()
+    response = staff_client.get(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and 'aria-valuenow="25"' in response.content.decode()
+    Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)
+    response = staff_client.get(url, HTTP_HX_REQUEST="true")
+    assert response.status_code == 286 and "hx-trigger" not in response.content.decode()
+    assert 'aria-valuenow="100"' in response.content.decode()
