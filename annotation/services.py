@@ -126,6 +126,10 @@ def assignment_next(*, annotator, project):
     return assignment
 
 
+# Its own generator: the gold draw must not shift the left/right order draws (random.random).
+_GOLD_DRAW = random.Random()
+
+
 def _comparison_pick(*, annotator, project, now):
     """The next comparison: gold only during the qualification round, then gold mixed in
     silently at the project's gold_share (the annotator cannot tell which is which)."""
@@ -139,7 +143,8 @@ def _comparison_pick(*, annotator, project, now):
         queues = [candidates.filter(is_gold=True)]
     else:
         gold, plain = candidates.filter(is_gold=True), candidates.filter(is_gold=False)
-        queues = [gold, plain] if random.random() < project.gold_share else [plain, gold]
+        gold_first = project.gold_share > 0 and _GOLD_DRAW.random() < project.gold_share
+        queues = [gold, plain] if gold_first else [plain, gold]
     for queue in queues:
         # skip_locked: concurrent annotators each take a different comparison instead of waiting.
         comparison = _lock(queue, skip_locked=True).first()
