@@ -182,7 +182,6 @@ def annotators_table(*, project=None):
     for annotator_id, spent, choice, is_gold, gold_choice in judgments.values_list(
         "annotator_id", "seconds_spent", "choice", "comparison__is_gold", "comparison__gold_choice"
     ):
-        seconds[annotator_id]
         if spent is not None:
             seconds[annotator_id].append(spent)
         if is_gold and gold_choice:

@@ -110,21 +110,21 @@ def project(request, project_id):
 @require_POST
 def project_settings(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
+    # A fresh instance: a refused form must not leave half-applied values on `project`.
     form = forms.ProjectSettingsForm(request.POST, instance=Project.objects.get(pk=project.pk))
-    if form.is_valid():
+    saved = form.is_valid()
+    if saved:
         annotation_services.project_update(
             project=project, actor=request.user,
             **{name: form.cleaned_data[name] for name in form.Meta.fields},
         )
         form = forms.ProjectSettingsForm(instance=project)
-        saved = True
-    else:
-        saved = False
-    context = {"project": project, "settings_form": form, "saved": saved}
-    template = "dashboard/project.html#settings" if request.htmx else "dashboard/project.html"
-    if not request.htmx:
-        context = {**_project_context(project, settings_form=form), "saved": saved}
-    return render(request, template, context, status=200 if saved else 422)
+    status = 200 if saved else 422
+    if request.htmx:
+        context = {"project": project, "settings_form": form, "saved": saved}
+        return render(request, "dashboard/project.html#settings", context, status=status)
+    context = {**_project_context(project, settings_form=form), "saved": saved}
+    return render(request, "dashboard/project.html", context, status=status)
 
 
 @staff_required

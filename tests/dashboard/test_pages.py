@@ -255,3 +255,11 @@ def test_project_numbers_for_one_batch(staff_client, crafted):
     assert _stat(staff_client.get(url).content.decode(), "direction-pairwise") == "0.688"
     assert staff_client.get(url + "?batch=9").status_code == 404
     assert staff_client.get(url + "?batch=<script>").status_code == 200
+
+
+def test_settings_form_without_htmx_renders_the_whole_page(staff_client, crafted):
+    url = reverse("dashboard:project_settings", args=[crafted["project"].pk])
+    response = staff_client.post(url, {"guidelines": ""})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert html.startswith("<!doctype html>") and 'id="agreement"' in html
