@@ -263,3 +263,17 @@ def test_settings_form_without_htmx_renders_the_whole_page(staff_client, crafted
     assert response.status_code == 422
     html = response.content.decode()
     assert html.startswith("<!doctype html>") and 'id="agreement"' in html
+
+
+def test_skip_reasons_pause_reasons_and_job_logs_are_escaped(staff_client, crafted):
+    from margin.models import Job
+
+    evil = '<img src=x onerror="alert(1)">'
+    Assignment = crafted["golds"][0].assignments.model
+    Assignment.objects.filter(skip_reason="I cannot judge this topic").update(skip_reason=evil)
+    AnnotatorProfile.objects.create(user=crafted["users"][0], is_paused=True, paused_reason=evil)
+    job = Job.objects.create(kind=Job.Kind.PPO, log=evil, error=evil, params={"name": evil})
+    for url in (reverse("dashboard:project", args=[crafted["project"].pk]),
+                reverse("dashboard:annotators"), reverse("dashboard:job", args=[job.pk])):
+        html = staff_client.get(url).content.decode()
+        assert evil not in html and "&lt;img src=x" in html, url
