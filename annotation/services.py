@@ -544,9 +544,14 @@ def annotator_profile_update(*, user, actor, is_paused=None, exclude_from_traini
     return profile
 
 
-def comparison_adjudicate(*, comparison, staff, choice, strength, note="", make_gold=False):
-    """Staff's final answer on a disputed comparison; optionally it becomes a gold comparison."""
+def comparison_adjudicate(
+    *, comparison, staff, choice, strength, note="", make_gold=False, make_attention_check=False
+):
+    """Staff's final answer on a disputed comparison; optionally it becomes a gold comparison
+    (and an attention check)."""
     errors = {}
+    if make_attention_check and not make_gold:
+        errors["make_attention_check"] = "An attention check is a gold comparison: tick both."
     if choice not in ("a", "b"):
         errors["choice"] = "Pick response A or B."
     if strength not in Strength.values:
@@ -559,7 +564,9 @@ def comparison_adjudicate(*, comparison, staff, choice, strength, note="", make_
             defaults={"choice": choice, "strength": strength, "staff": staff, "note": note.strip()},
         )
         if make_gold:
-            Comparison.objects.filter(pk=comparison.pk).update(is_gold=True, gold_choice=choice)
+            Comparison.objects.filter(pk=comparison.pk).update(
+                is_gold=True, gold_choice=choice, is_attention_check=make_attention_check
+            )
         _audit(actor=staff, verb="comparison_adjudicate", obj=comparison, choice=choice,
-               strength=strength, make_gold=make_gold)
+               strength=strength, make_gold=make_gold, make_attention_check=make_attention_check)
     return adjudication

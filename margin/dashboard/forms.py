@@ -60,6 +60,10 @@ class AdjudicationForm(forms.Form):
     make_gold = forms.BooleanField(
         required=False, label="Also use it as a gold comparison (mixed into queues)"
     )
+    make_attention_check = forms.BooleanField(
+        required=False, label="…and as an attention check (the answer is obvious; a miss triggers "
+        "the project's attention policy)",
+    )
 
 
 # --- job launch forms from config dataclasses ----------------------------------------------------

@@ -198,9 +198,14 @@ def test_review_lists_split_comparisons_and_adjudication_removes_them(staff_clie
     assert response.status_code == 422
     assert set(response.context["form"].errors) == {"choice", "strength"}
     assert not Adjudication.objects.exists()
-    staff_client.post(url, {"choice": "a", "strength": "slightly_better", "make_gold": "on"})
+    response = staff_client.post(url, {"choice": "a", "strength": "better", "make_attention_check": "on"})
+    assert "An attention check is a gold comparison: tick both." in response.content.decode()
+    assert not Adjudication.objects.exists()
+    staff_client.post(url, {"choice": "a", "strength": "slightly_better", "make_gold": "on",
+                            "make_attention_check": "on"})
     c2.refresh_from_db()
     assert c2.adjudication.choice == "a" and c2.is_gold and c2.gold_choice == "a"
+    assert c2.is_attention_check
     html = staff_client.get(reverse("dashboard:review", args=[project.pk])).content.decode()
     assert re.findall(r'data-comparison="(\d+)"', html) == [str(c4.pk)]
 
