@@ -152,6 +152,13 @@ def agreement_report(rows):
 # --- policy versions ------------------------------------------------------------------------------
 
 
+def _win_matrix(n_items, wins):
+    """wins: array (m, 2) of (winner, loser) -> (n_items, n_items) counts, [i, j] = i beat j."""
+    matrix = np.zeros((n_items, n_items))
+    np.add.at(matrix, (wins[:, 0], wins[:, 1]), 1)
+    return matrix
+
+
 def bradley_terry(n_items, wins, alpha=0.01):
     """Bradley-Terry log-strengths (choix, iterative Luce spectral ranking), centred on 0.
 
@@ -160,7 +167,7 @@ def bradley_terry(n_items, wins, alpha=0.01):
     """
     import choix
 
-    params = choix.ilsr_pairwise(n_items, wins, alpha=alpha)
+    params = choix.ilsr_pairwise_dense(_win_matrix(n_items, np.asarray(wins)), alpha=alpha)
     return params - params.mean()
 
 
@@ -170,16 +177,16 @@ def bradley_terry_with_ci(names, wins, bootstrap=200, seed=0, level=0.95):
     if not wins or len(names) < 2:
         return []
     scale = 400 / math.log(10)
+    wins = np.asarray(wins)  # (m, 2)
     point = bradley_terry(len(names), wins)
     rng = np.random.default_rng(seed)
     samples = np.empty((bootstrap, len(names)))
     for b in range(bootstrap):
-        picks = rng.integers(0, len(wins), len(wins))
-        samples[b] = bradley_terry(len(names), [wins[i] for i in picks])
+        samples[b] = bradley_terry(len(names), wins[rng.integers(0, len(wins), len(wins))])
     low, high = np.percentile(samples, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=0)
     played = Counter()
     won = Counter()
-    for winner, loser in wins:
+    for winner, loser in wins.tolist():
         played[winner] += 1
         played[loser] += 1
         won[winner] += 1
