@@ -1,0 +1,212 @@
+"""Our PPO against TRL's GRPO trainer, and a PPO demonstration on SmolLM2-135M.
+
+    .venv/bin/python bench/ppo.py compare   # per-iteration time, ours vs TRL GRPO, same run
+    .venv/bin/python bench/ppo.py demo      # a few PPO iterations raise a toy reward, KL bounded
+
+compare: the same policy (SmolLM2-135M-Instruct), reward model (SmolLM2 with a scalar head, see
+below), prompts (first human turns of HH-RLHF harmless dev) and batch: `--rollouts` completions
+per iteration, updated in `--rollouts / --minibatch` gradient steps, KL beta 0.01 to a frozen
+reference on both sides, temperature 1, at most `--max-new-tokens` tokens. TRL 1.16 ships no PPO
+any more; its GRPO with num_generations=2 draws the same number of completions per iteration
+(half the prompts, two answers each). One iteration = one generation round plus its updates; the
+first iteration of each side is a warm-up and is left out of the mean. The reward model's head
+is untrained (seeded): scoring costs the same as with a trained one, which is all a timing needs.
+
+demo: PPO (our code, `ppo_train`) on SmolLM2 with a toy reward, brevity (minus the response
+length in tokens / max_new_tokens), because no trained reward model ships with the repo; mean
+reward on the training prompts is measured before and after with fixed seeds.
+
+Both print a table and write JSON under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from bench.sampling import hh_prompts  # noqa: E402
+from rlhf.modelstore import checkpoint_is_complete, default_model_dir, load_policy, save_checkpoint  # noqa: E402
+
+STORE = Path(os.environ.get("MARGIN_MODEL_STORE", REPO / "var" / "models"))
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+
+
+def bench_reward_model(base: Path) -> Path:
+    """SmolLM2 with a seeded, untrained scalar head, saved once as a reward-model checkpoint."""
+    from rewardmodel.modeling import load_for_training
+
+    dest = STORE / "bench" / "smollm2-random-head-rm"
+    if not checkpoint_is_complete(dest):
+        model, tokenizer = load_for_training(base, seed=0)
+        save_checkpoint(model, tokenizer, dest, {"name": "bench-rm", "kind": "reward_model"})
+    return dest
+
+
+def ours(policy_path, rm_path, prompts, args) -> dict:
+    from rewardmodel.scoring import load_scorer
+    from rlhf.config import PPOConfig
+    from rlhf.ppo import PPOTrainer, prompts_for_iteration
+    from rlhf.rewards import combined_reward_fn
+
+    config = PPOConfig(batch_size=args.rollouts, minibatch_size=args.minibatch, learning_rate=1e-5,
+                       max_new_tokens=args.max_new_tokens, kl_beta=0.01, generation_batch_size=args.rollouts)
+    policy, tokenizer = load_policy(policy_path, "cpu")
+    trainer = PPOTrainer(config, policy, tokenizer, combined_reward_fn(load_scorer(rm_path, "cpu")))
+    seconds, lengths = [], []
+    for iteration in range(args.iterations + 1):
+        start = time.perf_counter()
+        record = trainer.iteration(prompts_for_iteration(prompts, iteration, args.rollouts, 0), seed=iteration)
+        seconds.append(time.perf_counter() - start)
+        lengths.append(record["response_length"])
+        print(f"  ours iteration {iteration}: {seconds[-1]:.1f} s, {record['response_length']:.1f} tokens")
+    return {"seconds": seconds, "response_length": lengths}
+
+
+def trl_grpo(policy_path, rm_path, prompts, args) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    stamps, lengths = [], []
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            stamps.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            stamps.append(time.perf_counter())
+
+        def on_log(self, args_, state, control, logs=None, **k):
+            if logs and "completions/mean_length" in logs:
+                lengths.append(logs["completions/mean_length"])
+
+    steps_per_iteration = args.rollouts // args.minibatch
+    tokenizer = AutoTokenizer.from_pretrained(policy_path, local_files_only=True)
+    tokenizer.padding_side = "left"
+    rm_tokenizer = AutoTokenizer.from_pretrained(rm_path, local_files_only=True)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(rm_path, num_labels=1, local_files_only=True)
+    policy = AutoModelForCausalLM.from_pretrained(policy_path, local_files_only=True, dtype=torch.float32)
+    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
+    with tempfile.TemporaryDirectory() as out:
+        config = GRPOConfig(
+            output_dir=out, use_cpu=True, bf16=False, report_to="none", save_strategy="no", logging_steps=1,
+            learning_rate=1e-5, beta=0.01, temperature=1.0, top_p=1.0, max_completion_length=args.max_new_tokens,
+            num_generations=2, per_device_train_batch_size=args.minibatch, gradient_accumulation_steps=1,
+            steps_per_generation=steps_per_iteration, num_iterations=1,
+            max_steps=steps_per_iteration * (args.iterations + 1), dataloader_num_workers=0, seed=0,
+        )
+        trainer = GRPOTrainer(model=policy, reward_funcs=reward_model, args=config, train_dataset=dataset,
+                              processing_class=tokenizer, reward_processing_classes=rm_tokenizer, callbacks=[Clock()])
+        trainer.train()
+    seconds = [stamps[(i + 1) * steps_per_iteration] - stamps[i * steps_per_iteration]
+               for i in range(args.iterations + 1)]
+    for i, s in enumerate(seconds):
+        print(f"  TRL GRPO iteration {i}: {s:.1f} s")
+    return {"seconds": seconds, "response_length": lengths}
+
+
+def compare(args):
+    policy_path = default_model_dir(STORE)
+    rm_path = bench_reward_model(policy_path)
+    prompts = hh_prompts(args.prompts)
+    torch.manual_seed(0)
+    results = {"ours (rlhf.ppo)": ours(policy_path, rm_path, prompts, args),
+               "TRL 1.16 GRPOTrainer": trl_grpo(policy_path, rm_path, prompts, args)}
+    print(f"\n{'trainer':24} {'s/iteration':>12} {'tokens/response':>16}")
+    summary = {}
+    for name, r in results.items():
+        mean = statistics.fmean(r["seconds"][1:])  # the first iteration is a warm-up
+        length = statistics.fmean(r["response_length"]) if r["response_length"] else float("nan")
+        summary[name] = {"seconds_per_iteration": mean, "mean_response_length": length, **r}
+        print(f"{name:24} {mean:>12.1f} {length:>16.1f}")
+    (ours_s, trl_s) = (summary[n]["seconds_per_iteration"] for n in results)
+    print(f"speed-up: {trl_s / ours_s:.2f}x (goal >= 1.5x)")
+    write("ppo-vs-trl.json", {"setting": vars(args), "machine": machine(), "results": summary,
+                              "speedup": trl_s / ours_s})
+
+
+def demo(args):
+    from rlhf.config import PPOConfig
+    from rlhf.generation import SamplingConfig, sample_responses
+    from rlhf.ppo import ppo_train
+
+    policy_path = default_model_dir(STORE)
+    prompts = hh_prompts(args.prompts)
+    max_new_tokens = args.max_new_tokens
+
+    def brevity(conversations):
+        # The reward sees text only; re-tokenizing gives the response's length in tokens.
+        return [-len(tokenizer(c[-1]["content"], add_special_tokens=False)["input_ids"]) / max_new_tokens
+                for c in conversations]
+
+    def mean_reward(path):
+        model, _ = load_policy(path, "cpu")
+        sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=1234)
+        samples = sample_responses(model, tokenizer, prompts, sampling, k=args.eval_samples)
+        texts = [p + [{"role": "assistant", "content": s.text}] for p, per in zip(prompts, samples) for s in per]
+        return statistics.fmean(brevity(texts))
+
+    _, tokenizer = load_policy(policy_path, "cpu")
+    before = mean_reward(policy_path)
+    print(f"mean reward on the {len(prompts)} training prompts before PPO: {before:.3f}")
+    config = PPOConfig.from_dict({"preset": "cpu", "iterations": args.iterations, "batch_size": args.rollouts,
+                                  "minibatch_size": args.minibatch, "max_new_tokens": max_new_tokens,
+                                  "checkpoint_every": args.iterations, "learning_rate": args.learning_rate})
+    out = Path(tempfile.mkdtemp(prefix="ppo-demo-"))
+    start = time.perf_counter()
+    result = ppo_train(config, policy_path, prompts, brevity, out, device="cpu",
+                       on_progress=lambda done, total, r: print(
+                           f"  iteration {done}/{total}: reward {r['reward']:.3f} kl {r['kl']:.3f} "
+                           f"length {r['response_length']:.1f} entropy {r['entropy']:.2f}"))
+    seconds = time.perf_counter() - start
+    after = mean_reward(result.checkpoint)
+    print(f"\n{'iteration':>9} {'reward':>8} {'kl':>8} {'value_loss':>10} {'entropy':>8} {'length':>7}")
+    for r in result.iterations:
+        print(f"{r['iteration']:>9} {r['reward']:>8.3f} {r['kl']:>8.3f} {r['value_loss']:>10.4f} "
+              f"{r['entropy']:>8.2f} {r['response_length']:>7.1f}")
+    print(f"mean reward on the training prompts: before {before:.3f}, after {after:.3f}; "
+          f"max KL {max(r['kl'] for r in result.iterations):.3f} nats; {seconds:.0f} s of training")
+    write("ppo-demo.json", {"setting": vars(args), "machine": machine(), "reward": "brevity (toy)",
+                            "config": config.to_dict(), "before": before, "after": after,
+                            "iterations": result.iterations, "training_seconds": seconds})
+
+
+def write(name, payload):
+    path = REPO / "bench" / "results" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", nargs="?", choices=["compare", "demo"], default="compare")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--rollouts", type=int, default=16, help="completions per iteration")
+    parser.add_argument("--minibatch", type=int, default=8, help="completions per gradient step")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations (compare) / PPO iterations (demo)")
+    parser.add_argument("--eval-samples", type=int, default=2, help="demo: samples per prompt for the mean reward")
+    parser.add_argument("--learning-rate", type=float, default=1e-5, help="demo: PPO learning rate")
+    args = parser.parse_args()
+    compare(args) if args.mode == "compare" else demo(args)
+
+
+if __name__ == "__main__":
+    main()
