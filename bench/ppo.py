@@ -12,9 +12,14 @@ any more; its GRPO with num_generations=2 draws the same number of completions p
 first iteration of each side is a warm-up and is left out of the mean. The reward model's head
 is untrained (seeded): scoring costs the same as with a trained one, which is all a timing needs.
 
-demo: PPO (our code, `ppo_train`) on SmolLM2 with a toy reward, brevity (minus the response
-length in tokens / max_new_tokens), because no trained reward model ships with the repo; mean
-reward on the training prompts is measured before and after with fixed seeds.
+demo: PPO (our code, `ppo_train`) on SmolLM2; mean reward on the training prompts is measured
+before and after with fixed seeds. No trained reward model ships with the repo, so the reward is
+either the reward model above (`--reward rm`, default: its untrained head makes the score an
+arbitrary but fixed, dense function of the dialogue, which is what shows whether PPO climbs a
+reward) or a toy brevity reward: `--reward characters` (the response's length in characters / (4 x max_new_tokens): longer
+words, no early stop; dense and decided by the response alone) or `--reward brevity` (minus the
+length in tokens / max_new_tokens; SmolLM2's answers to these prompts rarely end within 32 tokens,
+so it gives PPO almost no signal). bench/RLHF.md has the runs.
 
 Both print a table and write JSON under bench/results/.
 """
@@ -155,12 +160,23 @@ def demo(args):
         return [-len(tokenizer(c[-1]["content"], add_special_tokens=False)["input_ids"]) / max_new_tokens
                 for c in conversations]
 
+    def characters(conversations):
+        return [len(c[-1]["content"]) / (4 * max_new_tokens) for c in conversations]
+
+    if args.reward == "rm":
+        from rewardmodel.scoring import load_scorer
+        from rlhf.rewards import combined_reward_fn
+
+        reward_fn = combined_reward_fn(load_scorer(bench_reward_model(policy_path), "cpu"))
+    else:
+        reward_fn = characters if args.reward == "characters" else brevity
+
     def mean_reward(path):
         model, _ = load_policy(path, "cpu")
         sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=1234)
         samples = sample_responses(model, tokenizer, prompts, sampling, k=args.eval_samples)
         texts = [p + [{"role": "assistant", "content": s.text}] for p, per in zip(prompts, samples) for s in per]
-        return statistics.fmean(brevity(texts))
+        return statistics.fmean(reward_fn(texts))
 
     _, tokenizer = load_policy(policy_path, "cpu")
     before = mean_reward(policy_path)
@@ -170,7 +186,7 @@ def demo(args):
                                   "checkpoint_every": args.iterations, "learning_rate": args.learning_rate})
     out = Path(tempfile.mkdtemp(prefix="ppo-demo-"))
     start = time.perf_counter()
-    result = ppo_train(config, policy_path, prompts, brevity, out, device="cpu",
+    result = ppo_train(config, policy_path, prompts, reward_fn, out, device="cpu",
                        on_progress=lambda done, total, r: print(
                            f"  iteration {done}/{total}: reward {r['reward']:.3f} kl {r['kl']:.3f} "
                            f"length {r['response_length']:.1f} entropy {r['entropy']:.2f}"))
@@ -182,7 +198,7 @@ def demo(args):
               f"{r['entropy']:>8.2f} {r['response_length']:>7.1f}")
     print(f"mean reward on the training prompts: before {before:.3f}, after {after:.3f}; "
           f"max KL {max(r['kl'] for r in result.iterations):.3f} nats; {seconds:.0f} s of training")
-    write("ppo-demo.json", {"setting": vars(args), "machine": machine(), "reward": "brevity (toy)",
+    write(f"ppo-demo-{args.reward}.json", {"setting": vars(args), "machine": machine(), "reward": args.reward,
                             "config": config.to_dict(), "before": before, "after": after,
                             "iterations": result.iterations, "training_seconds": seconds})
 
@@ -204,6 +220,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (compare) / PPO iterations (demo)")
     parser.add_argument("--eval-samples", type=int, default=2, help="demo: samples per prompt for the mean reward")
     parser.add_argument("--learning-rate", type=float, default=1e-5, help="demo: PPO learning rate")
+    parser.add_argument("--reward", choices=["rm", "characters", "brevity"], default="rm", help="demo: the reward PPO climbs")
     args = parser.parse_args()
     compare(args) if args.mode == "compare" else demo(args)
 
