@@ -5,5 +5,6 @@ from rlhf.models import PolicyVersion
 
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "parent", "is_active", "created_at"]
+    list_display = ["name", "kind", "parent", "is_active", "job", "created_at"]
     list_filter = ["kind", "is_active"]
+    readonly_fields = ["config", "data", "metrics", "job"]
