@@ -3,6 +3,7 @@ evaluation jobs. The ML itself lives in data.py, training.py and evaluation.py."
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def dataset_build(project: Project, config: RewardModelConfig):
     other_train, _ = split(other_pairs, config.heldout_fraction, config.seed)
     ratio = config.mix_ratio_for(objective)
     mixed = mix(train, other_train, ratio, config.seed)
-    if config.max_pairs:
-        mixed = mixed[: config.max_pairs]
+    if config.max_pairs and len(mixed) > config.max_pairs:
+        # A seeded sample, not the first N: pairs come in batch order, one data set after another.
+        mixed = random.Random(config.seed).sample(mixed, config.max_pairs)
     record = {
         "projects": [project.name, *(p.name for p in others)],
         "batches": sorted({p.batch_id for p in own}),
