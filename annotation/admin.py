@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 
 from annotation import services
 from annotation.models import (
+    Adjudication,
+    AnnotatorProfile,
     Assignment,
     AuditEvent,
     Batch,
@@ -112,3 +114,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(AnnotatorProfile)
+class AnnotatorProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "is_paused", "exclude_from_training"]
+    list_filter = ["is_paused", "exclude_from_training"]
+    search_fields = ["user__username"]
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["comparison", "choice", "strength", "staff", "created_at"]
+    raw_id_fields = ["comparison"]

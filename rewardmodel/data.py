@@ -76,18 +76,28 @@ class NoTrainingData(ValueError):
     """Nothing to train or evaluate on; the message says what was missing."""
 
 
-def aggregate(votes: list[Vote], *, min_judgments: int = 1) -> tuple[Aggregate | None, str]:
-    """Majority choice of the votes, or (None, why it was skipped)."""
-    if len(votes) < min_judgments:
-        return None, "too_few_judgments"
-    counts = Counter(vote.choice for vote in votes if vote.choice in ("a", "b"))
-    if counts["a"] == counts["b"]:
-        return None, "tie"
-    choice = "a" if counts["a"] > counts["b"] else "b"
-    agreeing = [vote for vote in votes if vote.choice == choice]
-    graded = [STRENGTHS.index(vote.strength) for vote in agreeing if vote.strength in STRENGTHS]
-    # The median of the agreeing raters' levels; median_low keeps it one of the four levels.
-    strength = STRENGTHS[median_low(graded)] if graded else UNGRADED
+def aggregate(
+    votes: list[Vote], *, min_judgments: int = 1, decided: tuple[str, str] | None = None
+) -> tuple[Aggregate | None, str]:
+    """Majority choice of the votes, or (None, why it was skipped).
+
+    `decided`: staff's (choice, strength) from the review screen, which settles a split or thin
+    comparison; the agreement still says how many raters saw it that way.
+    """
+    if decided is not None:
+        choice, strength = decided
+        agreeing = [vote for vote in votes if vote.choice == choice]
+    else:
+        if len(votes) < min_judgments:
+            return None, "too_few_judgments"
+        counts = Counter(vote.choice for vote in votes if vote.choice in ("a", "b"))
+        if counts["a"] == counts["b"]:
+            return None, "tie"
+        choice = "a" if counts["a"] > counts["b"] else "b"
+        agreeing = [vote for vote in votes if vote.choice == choice]
+        graded = [STRENGTHS.index(vote.strength) for vote in agreeing if vote.strength in STRENGTHS]
+        # The median of the agreeing raters' levels; median_low keeps it one of the four levels.
+        strength = STRENGTHS[median_low(graded)] if graded else UNGRADED
     a_safe = _majority_label(vote.a_safe for vote in votes)
     b_safe = _majority_label(vote.b_safe for vote in votes)
     chosen_safe, rejected_safe = (a_safe, b_safe) if choice == "a" else (b_safe, a_safe)
@@ -182,7 +192,7 @@ def pairs_for_projects(
 
     comparisons = (
         Comparison.objects.filter(batch__project__in=projects)
-        .select_related("batch__project", "response_a", "response_b", "dialogue")
+        .select_related("batch__project", "response_a", "response_b", "dialogue", "adjudication")
         .prefetch_related("judgments", "dialogue__turns")
         .order_by("pk")
     )
@@ -200,7 +210,9 @@ def pairs_for_projects(
         if not votes:
             report.skipped["unjudged"] += 1
             continue
-        result, why = aggregate(votes, min_judgments=min_judgments)
+        adjudication = getattr(comparison, "adjudication", None)
+        decided = (adjudication.choice, adjudication.strength) if adjudication else None
+        result, why = aggregate(votes, min_judgments=min_judgments, decided=decided)
         if result is None:
             report.skipped[why] += 1
             continue

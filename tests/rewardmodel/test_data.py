@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from annotation.models import Judgment
+from annotation.models import Adjudication, Judgment
 from rewardmodel.config import ConfigError, RewardModelConfig
 from rewardmodel.data import (
     BOTH_SAFE,
@@ -72,6 +72,12 @@ def test_even_split_is_a_tie_and_ties_only_count_against_agreement():
     assert aggregate([Vote("tie"), Vote("tie")]) == (None, "tie")
     result, _ = aggregate([Vote("b"), Vote("tie"), Vote("b")])
     assert result.choice == "b" and result.strength == "" and result.agreement == pytest.approx(2 / 3)
+
+
+def test_staff_adjudication_settles_a_split_comparison():
+    votes = [Vote("a", "better"), Vote("b", "slightly_better")]
+    result, _ = aggregate(votes, decided=("b", "significantly_better"))
+    assert (result.choice, result.strength, result.agreement) == ("b", "significantly_better", 0.5)
 
 
 def test_too_few_judgments_are_skipped():
@@ -156,6 +162,10 @@ def test_builder_reads_judgments_and_applies_the_safety_rule():
     assert first.safety_bin == CHOSEN_SAFE_OTHER_UNSAFE and first.agreement == pytest.approx(2 / 3)
     assert first.context == [{"role": "user", "content": agreed.dialogue.turns.get().content}]
     assert second.safety_bin == BOTH_SAFE and second.margin == 0 and second.votes == 2
+    # Staff adjudicate the tie on the review screen: it becomes a pair with their answer.
+    Adjudication.objects.create(comparison=tied, choice="b", strength="better")
+    pairs, report = pairs_for_projects([project], objective="safety")
+    assert "tie" not in report.skipped and pairs[1].comparison_id == tied.pk and pairs[1].margin == 2
     # The helpfulness RM keeps the pair the safety rule drops.
     helpful_pairs, _ = pairs_for_projects([project], objective="helpfulness")
-    assert len(helpful_pairs) == 3
+    assert len(helpful_pairs) == 4
