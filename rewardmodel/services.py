@@ -154,23 +154,15 @@ def reward_model_train_run(*, job_id, also_report=None):
     return job_run(job_id=job_id, work=work)
 
 
-def heldout_pairs(reward_model: RewardModel, project: Project):
-    """The held-out part of `project`'s pairs under the reward model's own split settings."""
-    config = RewardModelConfig.from_dict(reward_model.config)
-    pairs, _ = pairs_for_projects(
-        [project], objective=reward_model.objective, margin_scheme=config.margin_scheme or None,
-        min_judgments=config.min_judgments,
-    )
-    return split(pairs, config.heldout_fraction, config.seed)[1]
-
-
 def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=None, on_progress=None):
     """Score held-out pairs once; store overall and per-batch evaluations; return the overall."""
     from rewardmodel.evaluation import report, score_pairs
     from rewardmodel.modeling import load_for_scoring
     from rlhf.modelstore import pick_device
 
-    pairs = heldout_pairs(reward_model, project) if pairs is None else pairs
+    if pairs is None:
+        config = RewardModelConfig.from_dict(reward_model.config)
+        pairs = evaluation_pairs(project, config, objective=reward_model.objective)
     if not pairs:
         raise NoTrainingData(f"project {project.name!r} has no held-out pairs to evaluate on")
     model, tokenizer = load_for_scoring(reward_model.checkpoint_path, pick_device())
