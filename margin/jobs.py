@@ -1,12 +1,14 @@
 """Job lifecycle services: create + enqueue, claim by lease, progress, finish, requeue.
 
 A worker claims a job row with a conditional UPDATE, so a re-delivered Celery message finds the
-row already leased and does nothing; a job whose lease went stale is re-queued by a periodic task.
+row already leased and does nothing; while the job runs a heartbeat thread renews the lease, so
+only a dead worker lets it go stale; a job whose lease went stale is re-queued by a periodic task.
 """
 
 import logging
 import os
 import socket
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -49,6 +51,8 @@ def job_enqueue(*, job):
             app.send_task(task_name, args=[job.pk])
         except Exception:  # broker down: the row stays queued and the reconciler resends it
             logger.exception("Could not send job %s to the broker; it stays queued.", job.pk)
+            return
+        Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
 
     transaction.on_commit(send)
 
@@ -106,6 +110,31 @@ def job_cancel_request(*, job):
     job.refresh_from_db()
 
 
+class _LeaseHeartbeat(threading.Thread):
+    """Renews the job's lease every third of its length while `work` runs.
+
+    Model loading or a long evaluation reports no progress for minutes; without this the
+    reconciler would hand a live job to a second worker. A killed process stops renewing,
+    so its lease expires and the job is re-queued.
+    """
+
+    def __init__(self, job):
+        super().__init__(name=f"lease-{job.pk}", daemon=True)
+        self.job, self.stopped = job, threading.Event()
+
+    def run(self):
+        from django.db import connection
+
+        interval = max(0.5, settings.MARGIN_JOB_LEASE_SECONDS / 3)
+        try:
+            while not self.stopped.wait(interval):
+                Job.objects.filter(
+                    pk=self.job.pk, state=Job.State.RUNNING, lease_owner=self.job.lease_owner
+                ).update(lease_expires_at=_lease_expiry())
+        finally:
+            connection.close()  # this thread's own connection
+
+
 def job_run(*, job_id, work):
     """Claim the job, run `work(job, on_progress)`, and record how it ended.
 
@@ -120,6 +149,8 @@ def job_run(*, job_id, work):
     def on_progress(step, total, metrics=None, log_line=None):
         job_progress(job=job, step=step, total=total, metrics=metrics, log_line=log_line)
 
+    heartbeat = _LeaseHeartbeat(job)
+    heartbeat.start()
     try:
         result = work(job, on_progress)
     except JobCancelled:
@@ -128,6 +159,9 @@ def job_run(*, job_id, work):
     except Exception as error:
         _job_finish(job=job, state=Job.State.FAILED, error=f"{type(error).__name__}: {error}")
         raise
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
     _job_finish(
         job=job,
         state=Job.State.SUCCEEDED,
@@ -138,15 +172,20 @@ def job_run(*, job_id, work):
 
 
 def jobs_requeue_stale():
-    """Send again the jobs a worker died on (lease expired) or whose message was lost.
+    """Send again the jobs a worker died on (lease expired) or whose message may be lost.
 
-    A duplicate message is harmless: job_claim lets only one copy run. Returns the job ids.
+    A queued job is re-sent when its message never reached the broker, or went there longer
+    than MARGIN_JOB_RESEND_SECONDS ago (Redis restarted empty, say); a job merely waiting behind
+    a long one gets a duplicate at most that often, and job_claim lets only one copy run.
+    Returns the job ids.
     """
     now = timezone.now()
     lost_before = now - timedelta(seconds=settings.MARGIN_JOB_LEASE_SECONDS)
+    resend_before = now - timedelta(seconds=settings.MARGIN_JOB_RESEND_SECONDS)
     stale = Job.objects.filter(
         Q(state=Job.State.RUNNING, lease_expires_at__lt=now)
-        | Q(state=Job.State.QUEUED, created_at__lt=lost_before),
+        | Q(state=Job.State.QUEUED, sent_at__isnull=True, created_at__lt=lost_before)
+        | Q(state=Job.State.QUEUED, sent_at__lt=resend_before),
         cancel_requested=False,
     )
     jobs = list(stale)

@@ -133,8 +133,12 @@ MARGIN_PAIR_TEMPERATURES = [
     float(t) for t in env_list("MARGIN_PAIR_TEMPERATURES", "0.7,1.0")
 ]
 MARGIN_MAX_NEW_TOKENS = int(os.environ.get("MARGIN_MAX_NEW_TOKENS", "128"))
-# A job whose lease is older than this is considered abandoned and re-queued.
-MARGIN_JOB_LEASE_SECONDS = int(os.environ.get("MARGIN_JOB_LEASE_SECONDS", "300"))
+# A running job's worker renews its lease every third of this (margin.jobs); a lease this old
+# means the worker died, and the reconciler, every MARGIN_RECONCILE_SECONDS, re-queues the job.
+MARGIN_JOB_LEASE_SECONDS = int(os.environ.get("MARGIN_JOB_LEASE_SECONDS", "60"))
+MARGIN_RECONCILE_SECONDS = float(os.environ.get("MARGIN_RECONCILE_SECONDS", "60"))
+# A queued job's message is sent again this long after the last send (a broker restarted empty).
+MARGIN_JOB_RESEND_SECONDS = int(os.environ.get("MARGIN_JOB_RESEND_SECONDS", "600"))
 
 LOGGING = {
     "version": 1,

