@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "margin.middleware.HtmxSessionExpiredMiddleware",  # after HtmxMiddleware: reads request.htmx
 ]
 
 ROOT_URLCONF = "margin.urls"

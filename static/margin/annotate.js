@@ -44,11 +44,29 @@
     event.preventDefault();
   });
 
-  // A failed request leaves the form untouched (htmx does not swap); say so instead of nothing.
-  const banner = () => document.getElementById("net-error");
-  document.addEventListener("htmx:sendError", () => { banner().hidden = false; });
-  document.addEventListener("htmx:responseError", () => { banner().hidden = false; });
+  // A failed request leaves the form untouched (htmx swaps nothing on errors): say why instead of
+  // nothing. 401: the session ended (margin.middleware); 403: the CSRF token went stale with it.
+  const banners = ["net-error", "session-expired"].map((id) => document.getElementById(id));
+  function showBanner(id) {
+    banners.forEach((banner) => { if (banner) { banner.hidden = banner.id !== id; } });
+  }
+  document.addEventListener("htmx:sendError", () => showBanner("net-error"));
+  document.addEventListener("htmx:responseError", (e) => {
+    const status = e.detail.xhr.status;
+    showBanner(status === 401 || status === 403 ? "session-expired" : "net-error");
+  });
   document.addEventListener("htmx:afterRequest", (e) => {
-    if (e.detail.successful || e.detail.xhr.status === 422) { banner().hidden = true; }
+    if (e.detail.successful || e.detail.xhr.status === 422) { showBanner(null); }
+  });
+
+  // After logging in again (another tab) the token rendered in this page is stale; the cookie
+  // holds the current one, so every htmx request sends that.
+  document.addEventListener("htmx:configRequest", (e) => {
+    const token = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (!token) { return; }
+    e.detail.headers["X-CSRFToken"] = token[1];
+    if (e.detail.formData && e.detail.formData.has("csrfmiddlewaretoken")) {
+      e.detail.formData.set("csrfmiddlewaretoken", token[1]);
+    }
   });
 })();
