@@ -49,3 +49,22 @@ def test_the_reconciler_resends_dead_and_lost_jobs_only(settings):
     job(state=Job.State.SUCCEEDED, sent_at=now - timedelta(hours=2))
 
     assert sorted(jobs_requeue_stale()) == sorted([dead, never_sent, sent_long_ago])
+
+
+def test_the_worker_parent_process_never_imports_torch():
+    """CUDA cannot be initialised before the pool forks (a forked child could not use it):
+    loading the Celery app and every task module leaves torch unimported."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    check = (
+        "import sys, django; django.setup(); from margin.celery import app; "
+        "app.loader.import_default_modules(); "
+        "assert {'rewardmodel.tasks', 'rlhf.tasks'} <= set(sys.modules), sorted(sys.modules); "
+        "sys.exit(3 if 'torch' in sys.modules else 0)"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "margin.settings", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
