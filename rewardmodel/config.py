@@ -40,6 +40,11 @@ class RewardModelConfig:
     max_length: int = _field(
         1024, "Tokens per scored dialogue; longer ones lose their oldest context first."
     )
+    # A pair's row is masked attention, which CPU kernels hold as rows x width^2 scores per layer
+    # for the backward pass: a cap on padded tokens per forward keeps that bounded.
+    max_batch_tokens: int = _field(
+        4096, "Padded tokens per forward pass; a longer micro-batch is run in pieces (0: no cap)."
+    )
     margin_scheme: str = _field(
         "", "none, small (1, 2/3, 1/3, 0) or large (3, 2, 1, 0); empty: the project's setting."
     )
@@ -74,7 +79,7 @@ class RewardModelConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(name, f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         for name in ("weight_decay", "max_grad_norm", "train_layers", "lora_rank", "min_warmup_steps",
-                     "max_pairs", "seed"):
+                     "max_pairs", "seed", "max_batch_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.margin_scheme not in ("", "none", "small", "large"):

@@ -71,6 +71,23 @@ def micro_batches(lengths: list[int], batch_size: int, epochs: float, seed: int)
     return batches
 
 
+def pieces(indices: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """A micro-batch cut into runs whose padded size (rows x longest) stays within max_tokens.
+
+    The gradient is the same (each piece's loss is weighted by its share of the step's pairs);
+    only the peak memory changes. A single row longer than the cap still runs alone.
+    """
+    if not max_tokens:
+        return [indices]
+    result, current = [], []
+    for i in sorted(indices, key=lambda i: lengths[i]):
+        if current and (len(current) + 1) * lengths[i] > max_tokens:
+            result.append(current)
+            current = []
+        current.append(i)
+    return [*result, current]
+
+
 def lr_lambda(config: RewardModelConfig, total_steps: int):
     """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak (Llama 2 sec. 3.2.2)."""
     warmup = min(total_steps, max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps)))
@@ -153,13 +170,14 @@ def train(
     for step in range(state["step"], total_steps):
         group = batches[step * config.gradient_accumulation_steps : (step + 1) * config.gradient_accumulation_steps]
         step_loss, step_correct = 0.0, []
-        for indices in group:
+        step_pairs = sum(len(g) for g in group)
+        for indices in (piece for g in group for piece in pieces(g, lengths, config.max_batch_tokens)):
             # Both sides of every pair in one forward pass, the shared context computed once.
             batch = packed_batch([packed[i] for i in indices], tokenizer.pad_token_id, device)
             with autocast:
                 chosen, rejected = packed_scores(model, *batch)
             loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device))
-            (loss * len(indices) / sum(len(g) for g in group)).backward()
+            (loss * len(indices) / step_pairs).backward()
             step_loss += loss.item() * len(indices)
             step_correct.extend((chosen > rejected).tolist())
             state["tokens"] += sum(len(packed[i]) for i in indices)

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rewardmodel.evaluation import report, score_pairs
 from rewardmodel.modeling import encode, load_for_scoring
-from rewardmodel.training import RESUME_DIR, micro_batches, train
+from rewardmodel.training import RESUME_DIR, micro_batches, pieces, train
 from tests.conftest import REPO
 from tests.rewardmodel.synthetic import resume_config, separable_pairs
 
@@ -85,3 +85,17 @@ def test_a_killed_run_resumes_to_the_same_model(tiny_model_path, tmp_path, where
 def _scores(checkpoint, pairs):
     model, tokenizer = load_for_scoring(checkpoint)
     return [s for pair in score_pairs(model, tokenizer, pairs, 64) for s in pair]
+
+
+def test_a_token_cap_runs_long_micro_batches_in_pieces_to_the_same_model(tiny_model_path, tmp_path):
+    lengths = [30, 10, 50, 20]
+    assert pieces([0, 1, 2, 3], lengths, 60) == [[1, 3], [0], [2]]  # rows x longest <= 60
+    assert pieces([0, 1, 2, 3], lengths, 0) == [[0, 1, 2, 3]]
+    assert pieces([2], lengths, 10) == [[2]]  # a row over the cap still runs, alone
+
+    pairs = separable_pairs(32)
+    whole = train(resume_config(max_batch_tokens=0), pairs, tmp_path / "whole", base_path=tiny_model_path)
+    capped = train(resume_config(max_batch_tokens=90), pairs, tmp_path / "capped", base_path=tiny_model_path)
+    probe = separable_pairs(12, offset=200)
+    assert torch.allclose(torch.tensor(_scores(whole.checkpoint, probe)),
+                          torch.tensor(_scores(capped.checkpoint, probe)), atol=1e-4)
