@@ -16,8 +16,24 @@ def _safety_label(value):
     return {"safe": True, "unsafe": False}.get(value)
 
 
-class JudgmentForm(forms.Form):
+class BannerErrorsMixin:
+    """Errors of fields the screen shows no error slot for (the rationale box, a hidden id) also
+    come back as a banner above the form that names the field, so nothing is refused silently."""
+
+    banner_fields = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.banner_fields:
+            for message in self.errors.get(name, []):
+                self.add_error(None, f"{self.fields[name].label}: {message}")
+        return cleaned
+
+
+class JudgmentForm(BannerErrorsMixin, forms.Form):
     """The annotator's answer in the order shown: left / right."""
+
+    banner_fields = ("rationale",)
 
     choice = forms.ChoiceField(
         choices=[("left", "Left"), ("right", "Right")],
@@ -37,7 +53,7 @@ class JudgmentForm(forms.Form):
         choices=SAFETY_CHOICES, coerce=_safety_label, required=False, empty_value=None
     )
     rationale = forms.CharField(
-        required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2})
+        required=False, max_length=4000, label="Rationale", widget=forms.Textarea(attrs={"rows": 2})
     )
 
     def __init__(self, *args, project, **kwargs):
@@ -66,8 +82,10 @@ class PromptForm(forms.Form):
     )
 
 
-class DemonstrationForm(forms.Form):
-    dialogue_id = forms.IntegerField(widget=forms.HiddenInput)
+class DemonstrationForm(BannerErrorsMixin, forms.Form):
+    banner_fields = ("dialogue_id",)
+
+    dialogue_id = forms.IntegerField(widget=forms.HiddenInput, label="Dialogue")
     text = forms.CharField(
         max_length=settings.MARGIN_MAX_TEXT_CHARS,
         widget=forms.Textarea(attrs={"rows": 10, "autofocus": True}),

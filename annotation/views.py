@@ -162,7 +162,7 @@ def _render_continue(request, comparison, form=None, status=200):
 @login_required
 def write(request, project_id):
     project = _active_project(project_id)
-    form = PromptForm(request.POST or None)
+    form = PromptForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             job = services.dialogue_start(
@@ -227,7 +227,7 @@ def pair_status(request, job_id):
 @login_required
 def demonstrate(request, project_id):
     project = _active_project(project_id)
-    form = DemonstrationForm(request.POST or None)
+    form = DemonstrationForm(request.POST if request.method == "POST" else None)
     saved = False
     if request.method == "POST" and form.is_valid():
         try:
