@@ -4,6 +4,7 @@ Production: DJANGO_SETTINGS_MODULE=margin.settings_production (requires SECRET_K
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "rewardmodel",
     "rlhf",
     "dataio",
+    "axes",  # login rate limiting (below)
 ]
 
 MIDDLEWARE = [
@@ -51,6 +53,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "margin.middleware.HtmxSessionExpiredMiddleware",  # after HtmxMiddleware: reads request.htmx
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "margin.urls"
@@ -112,6 +115,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Login rate limiting (django-axes) ------------------------------------------------------------
+# The axes backend goes first: it refuses a locked-out login before the password is checked.
+# It needs the request, so code that authenticates must pass it (`authenticate(request, ...)`;
+# in tests `client.force_login(user)`, or `client.login(request=HttpRequest(), ...)`).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+# Username and address together: a guesser locks out that account from that address, and
+# cannot lock a colleague out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 
 # --- Celery: Redis broker, JSON only, the job row is the record of truth -----------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

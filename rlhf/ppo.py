@@ -315,6 +315,7 @@ def ppo_train(
     state_path = out_dir / STATE_NAME
     if state_path.is_file():
         state = torch.load(state_path, map_location=trainer.device, weights_only=False)
+        _check_same_run(state.get("config", {}), config, state_path)
         trainer.load_state_dict(state)
         start, log = state["iteration"], state["log"]
     result = PPOResult(checkpoint=out_dir / "policy", iterations=log, resumed_from=start)
@@ -324,17 +325,32 @@ def ppo_train(
         log.append(record)
         done = iteration + 1
         if done % config.checkpoint_every == 0 or done == config.iterations:
-            _save_atomic(trainer.state_dict(done, log), state_path)
+            _save_atomic({**trainer.state_dict(done, log), "config": config.to_dict()}, state_path)
         if on_progress:
             on_progress(done, config.iterations, record)
         if config.kl_stop and record["kl"] > config.kl_stop:
             # Reward hacking shows up as KL running away (DeepSpeed-Chat #489): stop, keep the log.
             result.stopped_early = f"KL {record['kl']:.2f} exceeded kl_stop {config.kl_stop} at iteration {done}"
-            _save_atomic(trainer.state_dict(done, log), state_path)
+            _save_atomic({**trainer.state_dict(done, log), "config": config.to_dict()}, state_path)
             break
     save_checkpoint(trainer.final_model(), tokenizer, result.checkpoint,
                     {"kind": "ppo", "config": config.to_dict(), "iterations": len(log), **(metadata or {})})
     return result
+
+
+# Settings a resumed run may change: how long it runs and how often it saves.
+RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "kl_stop"}
+
+
+def _check_same_run(saved: dict, config: PPOConfig, path: Path):
+    """Resume only the run that was saved: another config on the same name is refused, clearly."""
+    current = config.to_dict()
+    changed = sorted(k for k in saved.keys() & current.keys()
+                     if k not in RESUMABLE_CHANGES and saved[k] != current[k])
+    if changed:
+        details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in changed)
+        raise ValueError(f"{path} holds a run with other settings ({details}); resume it with "
+                         "those settings, or start this one under another name")
 
 
 def _save_atomic(state: dict, path: Path):

@@ -85,6 +85,15 @@ def test_resuming_with_another_lora_rank_fails_clearly(tiny_model_dir, tmp_path)
         ppo_train(tiny_config(iterations=2, lora_rank=4), tiny_model_dir, PROMPTS, characters, tmp_path)
 
 
+def test_a_saved_run_is_not_resumed_with_other_settings(tiny_model_dir, tmp_path):
+    ppo_train(tiny_config(iterations=1), tiny_model_dir, PROMPTS, characters, tmp_path)
+    saved = (tmp_path / STATE_NAME).read_bytes()
+
+    with pytest.raises(ValueError, match=r"learning_rate=.* there, 0\.5 now"):
+        ppo_train(tiny_config(iterations=2, learning_rate=0.5), tiny_model_dir, PROMPTS, characters, tmp_path)
+    assert (tmp_path / STATE_NAME).read_bytes() == saved  # the saved run is untouched
+
+
 def test_kl_stop_ends_training_early(tiny_model_dir, tmp_path):
     result = ppo_train(tiny_config(iterations=4, kl_stop=1e-9, learning_rate=1e-2), tiny_model_dir,
                        PROMPTS, characters, tmp_path)
