@@ -1,12 +1,12 @@
-"""Bridges from database rows to the ML code in rlhf/: pair generation, and the policy jobs
-(rejection sampling, PPO, evaluation, publishing samples) that make and judge policy versions."""
+"""Bridges from database rows to the ML code in rlhf/: the policy jobs (rejection sampling, PPO,
+evaluation, publishing samples) that make and judge policy versions. Pair generation for
+annotators is in rlhf/pairs.py."""
 
 import random
 import re
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -15,80 +15,7 @@ from annotation.services import comparison_create
 from margin.jobs import job_create, job_run
 from margin.models import Job
 from rlhf.models import PolicyVersion
-
-
-def policy_version_default():
-    """The base chat model (converted once into the model store) as a policy version."""
-    from rlhf.modelstore import DEFAULT_MODEL_NAME, default_model_dir
-
-    path = default_model_dir(Path(settings.MARGIN_MODEL_STORE))
-    version, _ = PolicyVersion.objects.get_or_create(
-        name=DEFAULT_MODEL_NAME,
-        defaults={"kind": PolicyVersion.Kind.BASE, "checkpoint_path": str(path)},
-    )
-    return version
-
-
-def policy_versions_for_pair():
-    """Two variants for a pair (Llama 2 sec. 3.2.1): the two newest active versions."""
-    versions = list(PolicyVersion.objects.filter(is_active=True).order_by("-created_at")[:2])
-    if not versions:
-        versions = [policy_version_default()]
-    if len(versions) == 1:
-        versions = versions * 2
-    random.shuffle(versions)
-    return versions
-
-
-def pair_temperatures():
-    temperatures = list(settings.MARGIN_PAIR_TEMPERATURES)
-    if len(temperatures) == 1:
-        return temperatures * 2
-    return random.sample(temperatures, 2)
-
-
-def generate_pair(job, on_progress):
-    """Generate two responses to the dialogue so far and store them as a comparison."""
-    from rlhf.generation import SamplingConfig, generate_responses
-    from rlhf.modelstore import load_policy_cached
-
-    params = job.params
-    dialogue = Dialogue.objects.get(pk=params["dialogue_id"])
-    context_length = params["context_length"]
-    messages = dialogue.messages(upto=context_length)
-    responses = []
-    for step, (version, temperature) in enumerate(
-        zip(policy_versions_for_pair(), pair_temperatures())
-    ):
-        on_progress(step, 2, log_line=f"sampling from variant {step + 1} of 2")
-        model, tokenizer = load_policy_cached(version.checkpoint_path)
-        config = SamplingConfig(
-            temperature=temperature,
-            max_new_tokens=settings.MARGIN_MAX_NEW_TOKENS,
-            seed=random.randrange(2**31),
-        )
-        [text] = generate_responses(model, tokenizer, [messages], config)
-        responses.append(
-            {"text": text, "policy_version": version, "sampling": config.to_dict()}
-        )
-    annotator_id = params.get("annotator_id")
-    annotator = get_user_model().objects.get(pk=annotator_id) if annotator_id else None
-    with transaction.atomic():
-        comparison = comparison_create(
-            batch=Batch.objects.get(pk=params["batch_id"]),
-            dialogue=dialogue,
-            context_length=context_length,
-            responses=responses,
-            # Write-a-prompt pairs are judged once, by their author (Llama 2 sec. 3.2.1).
-            reserved_for=annotator,
-            judgments_wanted=1 if annotator else None,
-        )
-    on_progress(2, 2)
-    return {"comparison_id": comparison.pk}
-
-
-def generate_pair_run(*, job_id):
-    return job_run(job_id=job_id, work=generate_pair)
+from rlhf.pairs import policy_version_default
 
 
 # --- policy jobs: rejection sampling, PPO, evaluation, publishing ----------------------------------

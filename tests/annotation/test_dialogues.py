@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from annotation import services
 from annotation.models import Comparison, Demonstration, Dialogue, Strength, Turn
 from margin.models import Job
-from rlhf.services import generate_pair_run
+from rlhf.pairs import generate_pair_run
 from tests.factories import BatchFactory, DialogueFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -155,7 +155,7 @@ def test_home_shows_what_is_waiting_and_done_today(client, annotator):
 
 def test_write_flow_shows_generating_then_the_pair(client, annotator, tiny_policy):
     from margin.models import Job
-    from rlhf.services import generate_pair_run
+    from rlhf.pairs import generate_pair_run
 
     batch = BatchFactory()
     response = client.post(

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from rlhf.services import policy_version_default
+from rlhf.pairs import policy_version_default
 
 
 class Command(BaseCommand):
