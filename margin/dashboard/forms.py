@@ -7,6 +7,7 @@ import dataclasses
 import typing
 
 from django import forms
+from django.conf import settings
 
 from annotation.models import Project, Strength
 
@@ -18,10 +19,16 @@ PROJECT_FIELDS = [
 
 
 class ProjectForm(forms.ModelForm):
+    # The model's TextField has no limit; guidelines are shown on every task, so the same cap as
+    # any other text annotators read.
+    guidelines = forms.CharField(
+        max_length=settings.MARGIN_MAX_TEXT_CHARS, widget=forms.Textarea(attrs={"rows": 8}),
+        help_text=Project._meta.get_field("guidelines").help_text,
+    )
+
     class Meta:
         model = Project
         fields = PROJECT_FIELDS
-        widgets = {"guidelines": forms.Textarea(attrs={"rows": 8})}
 
     def clean(self):
         cleaned = super().clean()

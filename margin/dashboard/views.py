@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import services as annotation_services
-from annotation.models import Batch, Project
+from annotation.models import Batch, Comparison, Project
 from margin.dashboard import forms, models_data, selectors, services
 from margin.jobs import job_cancel_request
 from margin.models import Job
@@ -189,7 +189,10 @@ def review(request, project_id):
 
 @staff_required
 def adjudicate(request, comparison_id):
-    comparison = selectors.comparison_for_review(comparison_id=comparison_id)
+    try:
+        comparison = selectors.comparison_for_review(comparison_id=comparison_id)
+    except Comparison.DoesNotExist:
+        raise Http404("No such comparison.") from None
     form = forms.AdjudicationForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
