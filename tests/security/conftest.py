@@ -18,6 +18,7 @@ from annotation.models import (
     Dialogue,
     Judgment,
     Project,
+    Response,
     Turn,
 )
 from margin.models import Job
@@ -141,7 +142,7 @@ def client_for(user, **kwargs):
 
 def snapshot():
     """Everything a refused request must leave as it was."""
-    models = (Project, Batch, Comparison, Dialogue, Assignment, Judgment, Demonstration,
-              AnnotatorProfile, Adjudication, Job, RewardModel, PolicyVersion)
+    models = (Project, Batch, Dialogue, Turn, Response, Comparison, Assignment, Judgment,
+              Demonstration, AnnotatorProfile, Adjudication, Job, RewardModel, PolicyVersion)
     return {model.__name__: list(model.objects.order_by("pk").values()) for model in models}
 

@@ -19,6 +19,7 @@ from tests.security.conftest import client_for, payload_leaks, snapshot
 ROLES = ("anonymous", "owner", "intruder", "staff")
 LOGIN = "redirect to /accounts/login/"
 ADMIN_LOGIN = "redirect to /admin/login/"
+SIGNED_OUT = "signed out, then redirect to /accounts/login/"
 IN = "reached the view (2xx, 3xx elsewhere than a login page, or 422)"
 REFUSALS = {LOGIN, ADMIN_LOGIN, 403, 404, 405}
 
@@ -83,7 +84,7 @@ def admin_rows(world):
         # The admin sends a signed-out visitor of its logout page to its index (then to login).
         "admin/logout/": [
             admin_page(reverse("admin:logout"), staff=405, anonymous=302),
-            admin_page(reverse("admin:logout"), staff=LOGIN, anonymous=302, method="post", last=2),
+            admin_page(reverse("admin:logout"), staff=SIGNED_OUT, anonymous=302, method="post", last=2),
         ],
         "admin/password_change/": [admin_page(reverse("admin:password_change"))],
         "admin/password_change/done/": [admin_page(reverse("admin:password_change_done"))],
@@ -134,7 +135,7 @@ def matrix(world):
         "accounts/login/": [Case("get", reverse("login"), everyone),
                             Case("post", reverse("login"), everyone)],
         "accounts/logout/": [Case("get", reverse("logout"), {role: 405 for role in ROLES}),
-                             Case("post", reverse("logout"), {role: LOGIN for role in ROLES}, last=3)],
+                             Case("post", reverse("logout"), {role: SIGNED_OUT for role in ROLES}, last=3)],
         # --- annotation: signed-in users; objects only their owner's
         "": [annotator("get", a("home"))],
         "projects/<int:project_id>/compare/": [annotator("get", a("compare", project))],
@@ -212,7 +213,7 @@ def outcome(response, expected):
     """Whether a response meets an expectation, and what it was in words."""
     where = response.get("Location", "")
     said = f"{response.status_code}" + (f" -> {where}" if where else "")
-    if expected == LOGIN:
+    if expected in (LOGIN, SIGNED_OUT):
         return response.status_code == 302 and where.startswith(reverse("login")), said
     if expected == ADMIN_LOGIN:
         return response.status_code == 302 and where.startswith(reverse("admin:login")), said
