@@ -53,8 +53,10 @@ def payload_leaks(html):
 
 
 @pytest.fixture(autouse=True)
-def _model_store(settings, tmp_path):
+def _fast_settings(settings, tmp_path):
+    """Each test its own model store; a fast password hash (logins are the slow part here)."""
     settings.MARGIN_MODEL_STORE = tmp_path / "models"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
