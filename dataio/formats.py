@@ -8,8 +8,8 @@ or raises RecordError naming the field. See docs/dataio.md for every format's fi
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import zlib
 from dataclasses import dataclass, field
 
 from annotation.importers import hh_pair, hh_transcript_messages
@@ -31,68 +31,92 @@ class EmptyFile(ValueError):
 
 
 def raw_records(stream, limits: Limits):
-    """(line, parsed object or RecordError) for every record of a binary stream."""
+    """(line, parsed object or RecordError) for every record of a binary stream.
+
+    Lines are decoded one at a time, so a byte that is not UTF-8 is reported on its own line
+    (and `skip_invalid` keeps the lines around it); a UTF-8 byte-order mark is allowed."""
     head = stream.read(2)
     stream.seek(0)
     if head == b"\x1f\x8b":  # gzip magic number
         stream = gzip.GzipFile(fileobj=stream)
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     try:
-        first = _first_char(text)
-    except UnicodeDecodeError as bad:
-        yield 1, RecordError(1, "(file)", f"not UTF-8 text: {bad}")
-        return
-    except (EOFError, OSError) as bad:  # a truncated or corrupt gzip file
+        first = _first_byte(stream)
+    except (EOFError, OSError, zlib.error) as bad:  # a truncated or corrupt gzip file
         yield 1, RecordError(1, "(file)", f"cannot be read: {bad}")
         return
-    if first == "":
+    if first == b"":
         raise EmptyFile("The file is empty; nothing was imported.")
-    if first == "[":
-        yield from _json_array(text, limits)
+    if first == b"[":
+        yield from _json_array(stream, limits)
     else:
-        yield from _json_lines(text, limits)
+        yield from _json_lines(stream, limits)
 
 
-def _first_char(text):
+BOM = b"\xef\xbb\xbf"
+
+
+def _first_byte(stream):
+    """The first byte that is not white space (nor the byte-order mark); rewinds the stream."""
+    skip = BOM if stream.read(3) == BOM else b""
+    stream.seek(len(skip))
     while True:
-        char = text.read(1)
-        if char == "" or not char.isspace():
-            text.seek(0)
-            return char
+        byte = stream.read(1)
+        if byte == b"" or not byte.isspace():
+            stream.seek(0)
+            return byte
 
 
-def _json_lines(text, limits):
+def _not_utf8(byte: int, column: int) -> str:
+    return f"not UTF-8 text: byte 0x{byte:02x} at byte {column} of the line (save the file as UTF-8)"
+
+
+def _json_lines(stream, limits):
     number = 0
     while True:
         number += 1
         try:
-            line = text.readline(limits.max_line_bytes + 1)
-        except (UnicodeDecodeError, EOFError, OSError) as bad:
+            line = stream.readline(limits.max_line_bytes + 1)
+        except (EOFError, OSError, zlib.error) as bad:
             yield number, RecordError(number, "(line)", f"cannot be read: {bad}")
             return
-        if line == "":
+        if line == b"":
             return
-        if len(line) > limits.max_line_bytes and not line.endswith("\n"):
+        if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
             yield number, RecordError(
-                number, "(line)", f"longer than the limit of {limits.max_line_bytes} characters"
+                number, "(line)", f"longer than the limit of {limits.max_line_bytes} bytes"
             )
-            while line and not line.endswith("\n"):  # skip the rest of the huge line
-                line = text.readline(limits.max_line_bytes)
+            while line and not line.endswith(b"\n"):  # skip the rest of the huge line
+                line = stream.readline(limits.max_line_bytes)
             continue
-        if not line.strip():
+        if number == 1 and line.startswith(BOM):
+            line = line[len(BOM):]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            yield number, RecordError(number, "(line)", _not_utf8(line[bad.start], bad.start + 1))
+            continue
+        if not text.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(text)
         except json.JSONDecodeError as bad:
             yield number, RecordError(number, "(line)", f"not JSON: {bad.msg} at column {bad.colno}")
 
 
-def _json_array(text, limits):
+def _json_array(stream, limits):
     """A JSON array file; "line" is the record's position (1-based) in the array."""
     try:
-        items = json.loads(text.read(limits.max_file_bytes + 1))
-    except (UnicodeDecodeError, EOFError, OSError) as bad:
+        data = stream.read(limits.max_file_bytes + 1)
+    except (EOFError, OSError, zlib.error) as bad:
         yield 1, RecordError(1, "(file)", f"cannot be read: {bad}")
+        return
+    data = data[len(BOM):] if data.startswith(BOM) else data
+    try:
+        items = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        column = bad.start - data.rfind(b"\n", 0, bad.start)
+        yield line, RecordError(line, "(file)", _not_utf8(data[bad.start], column))
         return
     except json.JSONDecodeError as bad:
         yield bad.lineno, RecordError(bad.lineno, "(file)", f"not JSON: {bad.msg} at column {bad.colno}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 CHOICES = ("a", "b", "tie")
@@ -109,6 +110,32 @@ def _text(value, line, name, limits, allow_empty=False):
     return text
 
 
+def _stored_text(value, line, name, limits=None):
+    """A short string stored as it is (a model name, a rater id, a source): PostgreSQL refuses a
+    NUL character in any text column, so it is an error here rather than a crash later."""
+    if isinstance(value, str) and "\x00" in value:
+        raise RecordError(line, name, "contains a NUL character")
+    if limits and isinstance(value, str) and len(value) > limits.max_text_chars:
+        raise RecordError(line, name, f"is {len(value)} characters long; the limit is {limits.max_text_chars}")
+
+
+def _json_value(value, line, name):
+    """Metadata goes to a JSON column: no NUL characters (PostgreSQL's jsonb refuses them) and no
+    NaN or infinity (Python's json reads them; JSON itself, and so the database, does not)."""
+    if isinstance(value, str):
+        _stored_text(value, line, name)
+    elif isinstance(value, float) and not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        raise RecordError(line, name, f"{shown} is not a number JSON can hold")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _stored_text(key, line, name)
+            _json_value(item, line, f"{name}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _json_value(item, line, f"{name}[{i}]")
+
+
 def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
     """Check and normalise (strip) a record in place; raise RecordError on the first problem."""
     line = record.line
@@ -125,6 +152,9 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
         message["content"] = _text(message.get("content"), line, f"{where}.content", limits)
     if record.context[-1]["role"] != "user":
         raise RecordError(line, "messages", "the last message must be the user's (what is answered)")
+    _stored_text(record.source, line, "source")
+    _stored_text(record.origin, line, "origin")
+    _json_value(record.metadata, line, "metadata")
     if record.is_prompt:
         if record.labels:
             raise RecordError(line, "judgments", "a prompt without responses cannot be judged")
@@ -136,6 +166,7 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
         # kept verbatim (leading spaces are part of what the model generated).
         _text(response.get("text"), line, f"responses[{i}].text", limits, allow_empty=True)
         response["model_name"] = str(response.get("model_name") or "")[:200]
+        _stored_text(response["model_name"], line, f"responses[{i}].model")
     raters = set()
     for i, label in enumerate(record.labels):
         where = f"judgments[{i}]"
@@ -151,6 +182,9 @@ def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:
             if value is not None and not isinstance(value, bool):  # 1 / 0 are not labels
                 raise RecordError(line, f"{where}.{name}", "expected true, false or null")
         label.rater = str(label.rater or "")[:200]
+        _stored_text(label.rater, line, f"{where}.annotator")
+        _stored_text(label.rationale, line, f"{where}.rationale", limits)
+        _json_value(label.metadata, line, f"{where}.metadata")
         if label.rater in raters:
             who = repr(label.rater) if label.rater else "an anonymous rater"
             raise RecordError(line, f"{where}.annotator", f"{who} judges this pair twice")

@@ -77,7 +77,7 @@ def records_read(*, stream, fmt, options: ReadOptions, limits: Limits, report: I
         for line, raw in raw_records(stream, limits):
             _record_read(parse, line, raw, options, limits, records, report)
     except EmptyFile as empty:
-        raise ImportRejected(str(empty), report) from empty
+        raise ImportRejected(f"{options.source}: {empty}" if options.source else str(empty), report) from empty
     report.records = len(records)
     return records
 
@@ -94,7 +94,8 @@ def _record_read(parse, line, raw, options, limits, records, report):
     except RecordError as bad:
         report.invalid += 1
         if len(report.errors) < SHOWN_ERRORS:
-            report.errors.append(str(bad))
+            # "harmless.jsonl, line 831, field “chosen”: ..." (the file, then where in it)
+            report.errors.append(f"{options.source}, {bad}" if options.source else str(bad))
     if len(records) > limits.max_records:
         raise ImportRejected(
             f"More than {limits.max_records} records; split the file (MARGIN_IMPORT_MAX_RECORDS).",

@@ -30,7 +30,8 @@ def staff_required(view):
 @staff_required
 @require_http_methods(["GET", "POST"])
 def import_page(request):
-    form = ImportForm(request.POST or None, request.FILES or None)
+    bound = request.method == "POST"  # an empty POST is a form with every field missing
+    form = ImportForm(request.POST if bound else None, request.FILES if bound else None)
     context, status = {"form": form}, 200
     if request.method == "POST":
         if form.is_valid():

@@ -102,7 +102,7 @@ def test_not_utf8_and_broken_gzip_are_reported(helpful, tmp_path):
     latin = tmp_path / "latin.jsonl"
     record = {**PAIR, "messages": [{"role": "user", "content": "caf\u00e9"}]}
     latin.write_bytes(json.dumps(record, ensure_ascii=False).encode("latin-1") + b"\n")
-    with pytest.raises(CommandError, match="line 1, field “\\(file\\)”: not UTF-8 text"):
+    with pytest.raises(CommandError, match="latin.jsonl, line 1, field “\\(line\\)”: not UTF-8 text: byte 0xe9"):
         call_command("import_data", str(latin), project="Helpful", fmt="margin", verbosity=0)
     broken = tmp_path / "broken.jsonl.gz"
     broken.write_bytes(gzip.compress((_line() + "\n").encode() * 50)[:-30])
@@ -110,7 +110,7 @@ def test_not_utf8_and_broken_gzip_are_reported(helpful, tmp_path):
         call_command("import_data", str(broken), project="Helpful", fmt="margin", verbosity=0)
     broken_array = tmp_path / "broken.json"
     broken_array.write_bytes(b"[" + b'{"a": "x"}, ' * 2000 + b'{"instruction": "caf\xe9"}]')  # past the first read
-    with pytest.raises(CommandError, match="cannot be read"):
+    with pytest.raises(CommandError, match="broken.json, line 1, field “\\(file\\)”: not UTF-8 text: byte 0xe9"):
         call_command("import_data", str(broken_array), project="Helpful", fmt="pandalm", verbosity=0)
     assert not Dialogue.objects.exists()
 

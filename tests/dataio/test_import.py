@@ -23,7 +23,7 @@ def test_hh_file_is_refused_whole_then_imports_with_skip_invalid_and_never_twice
     with pytest.raises(ImportRejected) as refused:
         import_file(safety, path, "hh")
     assert "4 invalid record(s); nothing was imported" in str(refused.value)
-    assert refused.value.report.errors[0].startswith("line 831, field “chosen”")
+    assert refused.value.report.errors[0].startswith("harmless-base.dev.jsonl.gz, line 831, field “chosen”")
     assert _counts() == (0, 0, 0)
 
     report = import_file(safety, path, "hh", skip_invalid=True)
@@ -95,7 +95,7 @@ def test_one_bad_record_stores_nothing_unless_skip_invalid(helpful, tmp_path):
     assert _counts() == (0, 0, 0)
     report = import_file(helpful, path, "margin", skip_invalid=True)
     assert (report.comparisons_added, report.prompts_added, report.invalid) == (1, 1, 1)
-    assert report.errors == ["line 2, field “judgments[0].choice”: unknown choice 'c'; use a, b or tie"]
+    assert report.errors == ["mixed.jsonl, line 2, field “judgments[0].choice”: unknown choice 'c'; use a, b or tie"]
 
 
 def test_dry_run_counts_what_would_be_added_and_stores_nothing(helpful, shared_data, capsys):
