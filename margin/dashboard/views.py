@@ -3,8 +3,10 @@ service or selector, and render a page or the partial htmx swaps."""
 
 from __future__ import annotations
 
+import os
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -281,6 +283,27 @@ def job_retry(request, job_id):
     return redirect("dashboard:job", job_id=new.pk)
 
 
+# Config fields that name a checkpoint directory (a registered name or a path). A path typed on
+# this page must lie in settings.MARGIN_MODEL_STORE, so staff cannot point a job (or probe the
+# server's file system through its error messages) anywhere else. Management commands are run by
+# the operator on the server itself and may name any path.
+MODEL_PATH_FIELDS = ("base_model", "helpfulness_rm", "safety_rm")
+
+
+def _model_paths_confine(config):
+    store = os.path.abspath(settings.MARGIN_MODEL_STORE)
+    for name in MODEL_PATH_FIELDS:
+        value = str(config.get(name) or "")
+        # Anything the loaders would open as a directory (scoring.resolve_checkpoint tries the
+        # path before the registered name); symlinks the operator put in the store are followed.
+        if value and ("/" in value or os.sep in value or value.startswith(".") or os.path.exists(value)):
+            if os.path.commonpath([os.path.abspath(value), store]) != store:
+                raise ValidationError(
+                    {name: f"{value!r} is outside the model store: give a registered name or a "
+                           f"checkpoint under {store}."}
+                )
+
+
 def _launch_form_class(kind):
     launcher = services.LAUNCHERS.get(kind)
     if launcher is None:
@@ -306,6 +329,7 @@ def job_launch(request, kind):
     if request.method == "POST" and form.is_valid():
         lead = {name: form.cleaned_data[name] for name in ("project", "name") if name in form.fields}
         try:
+            _model_paths_confine(form.config())
             with transaction.atomic():
                 job = services.job_launch(kind=kind, lead=lead, config=form.config(),
                                           created_by=request.user)

@@ -27,8 +27,10 @@ def log_in_as_staff(page, live_server):
 
 
 def test_launch_a_reward_model_and_watch_the_bar_reach_100(
-    page, live_server, start_worker, tiny_model_path, crafted, artifacts_dir  # noqa: F811
+    page, live_server, start_worker, tiny_model_path, crafted, artifacts_dir, settings  # noqa: F811
 ):
+    # A checkpoint path typed on the dashboard must lie in the (web process's) model store.
+    settings.MARGIN_MODEL_STORE = tiny_model_path.parent
     project = judged_project(24, name="Helpful RM data")
     start_worker()
     log_in_as_staff(page, live_server)

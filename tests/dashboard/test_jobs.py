@@ -55,7 +55,8 @@ def test_reward_model_launch_refuses_a_project_without_judgments(staff_client, d
     assert not Job.objects.exists()
 
 
-def test_reward_model_launch_sends_only_changed_fields(staff_client, crafted, staff):
+def test_reward_model_launch_sends_only_changed_fields(staff_client, crafted, staff, settings):
+    settings.MARGIN_MODEL_STORE = "/models"  # a checkpoint path typed here must lie in the store
     response = staff_client.post(RM, {
         "project": crafted["project"].pk, "name": "rm-1", "learning_rate": "1e-05",
         "epochs": "2", "base_model": "/models/tiny",

@@ -1,0 +1,86 @@
+"""File paths from the web stay inside allowed roots: a checkpoint named on the dashboard must lie
+in settings.MARGIN_MODEL_STORE; an uploaded file's name never becomes a path; an export's file
+name comes from a fixed list. (Management commands are run by the operator on the server and may
+name any path; tests/rewardmodel/test_commands.py scores with a checkpoint outside the store.)"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from annotation.models import Comparison, Dialogue
+from margin.models import Job
+from tests.factories import BatchFactory, JudgmentFactory, ProjectFactory
+from tests.security.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(world):
+    return client_for(world["staff"])
+
+
+def _launch(staff, kind, data):
+    return staff.post(reverse("dashboard:job_launch", args=[kind]), data)
+
+
+OUTSIDE = ["/etc", "/", "../../../../etc", "var/../../etc", "."]
+
+
+@pytest.mark.parametrize("path", OUTSIDE)
+def test_a_base_model_outside_the_model_store_is_refused(staff, world, path):
+    JudgmentFactory(comparison=world["comparisons"][3])
+    response = _launch(staff, Job.Kind.TRAIN_REWARD_MODEL,
+                       {"project": world["project"].pk, "name": "rm-x", "base_model": path})
+    assert response.status_code == 422
+    assert "outside the model store" in response.content.decode()
+    assert not Job.objects.filter(kind=Job.Kind.TRAIN_REWARD_MODEL, params__name="rm-x").exists()
+
+
+def test_a_base_model_in_the_model_store_is_accepted(staff, world, settings):
+    inside = Path(settings.MARGIN_MODEL_STORE) / "base" / "tiny"
+    for path in (str(inside), str(inside / ".." / "tiny")):
+        name = f"rm-{len(path)}"
+        response = _launch(staff, Job.Kind.TRAIN_REWARD_MODEL,
+                           {"project": world["project"].pk, "name": name, "base_model": path})
+        assert response.status_code == 302, response.content.decode()
+        assert Job.objects.get(params__name=name).params["config"]["base_model"] == path
+
+
+@pytest.mark.parametrize("field", ["helpfulness_rm", "safety_rm"])
+@pytest.mark.parametrize("path", ["/etc", "../../../etc"])
+def test_a_reward_model_path_outside_the_store_is_refused_without_probing_it(staff, world, field, path):
+    """The refusal does not say whether the directory exists or holds a checkpoint."""
+    response = _launch(staff, Job.Kind.REJECTION_SAMPLE, {"policy": "", field: path})
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "outside the model store" in page and "complete checkpoint" not in page
+    assert not Job.objects.filter(kind=Job.Kind.REJECTION_SAMPLE).exists()
+
+
+def test_an_uploaded_file_name_never_becomes_a_path(staff, world, tmp_path):
+    project = BatchFactory(project=ProjectFactory(name="Uploads")).project
+    for name in ("../../etc/passwd", "..\\..\\windows\\win.ini", "/tmp/abs.jsonl"):
+        record = {"messages": [{"role": "user", "content": f"hi from {name}"}],
+                  "responses": [{"text": "a"}, {"text": "b"}]}
+        upload = SimpleUploadedFile(name, (json.dumps(record) + "\n").encode())
+        response = staff.post(reverse("dataio:import"),
+                              {"project": project.pk, "format": "margin", "file": upload})
+        assert response.status_code == 200, response.content.decode()
+    sources = list(Dialogue.objects.filter(project=project).values_list("source", flat=True))
+    sources += list(Comparison.objects.filter(batch__project=project).values_list("source", flat=True))
+    assert sorted(sources) == ["abs.jsonl", "abs.jsonl:1", "passwd", "passwd:1", "win.ini", "win.ini:1"]
+    assert not os.path.exists("/tmp/abs.jsonl")
+
+
+@pytest.mark.parametrize("field,value", [("kind", "../../etc/passwd"), ("output_format", "../x"),
+                                         ("output_format", "jsonl/../../x")])
+def test_an_export_file_name_comes_from_a_fixed_list(staff, world, field, value):
+    params = {"projects": world["project"].pk, "kind": "trl", "output_format": "jsonl", field: value}
+    response = staff.get(reverse("dataio:export"), params)
+    assert response.status_code == 422
+    assert "Select a valid choice" in response.content.decode()
