@@ -6,6 +6,7 @@ Annotator ids never leave as usernames: ours become a keyed hash, stable across 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import json
@@ -26,7 +27,7 @@ from rewardmodel.data import (
     pairs_for_projects,
 )
 
-OUTPUT_FORMATS = ("jsonl", "parquet", "datasets")
+OUTPUT_FORMATS = ("jsonl", "csv", "parquet", "datasets")
 
 # safety bin -> (chosen safe, rejected safe)
 _BIN_LABELS = {
@@ -303,6 +304,8 @@ def rows_write(rows, destination, output_format="jsonl", on_progress=None):
                 if on_progress:
                     on_progress(step, len(rows))
         return len(rows)
+    if output_format == "csv":
+        return _csv_write(rows, destination, on_progress)
     from datasets import Dataset  # heavy import, only when asked for
 
     if not rows:
@@ -314,4 +317,36 @@ def rows_write(rows, destination, output_format="jsonl", on_progress=None):
         dataset.save_to_disk(str(destination))
     if on_progress:
         on_progress(len(rows), len(rows))
+    return len(rows)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """One CSV cell for a spreadsheet: a chat of one message is its text, other lists and objects
+    are JSON, and text that would run as a formula gets a leading ' (shown, never run). Numbers
+    stay numbers. defusedcsv was not used: it lets "-2" through and leaves tab and CR alone."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "content" in value[0]:
+        value = value[0]["content"]
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _csv_write(rows, destination, on_progress):
+    """CSV for reading in a spreadsheet (JSONL is the lossless, re-importable export)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(destination, "w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, restval="")
+        writer.writeheader()
+        for step, row in enumerate(rows, start=1):
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
+            if on_progress:
+                on_progress(step, len(rows))
     return len(rows)
