@@ -2,8 +2,9 @@
 
 Used wherever the loop needs model text: the two responses of a comparison, the K samples of
 rejection sampling, PPO rollouts. `sample_responses` is the engine: every prompt repeated K
-times, sorted by length so a batch holds similar lengths, left-padded, decoded with the KV cache
-by HF `generate` on whatever device the model sits on; it returns token ids as well as text,
+times, sorted by length so a batch holds similar lengths, left-padded, each distinct prompt
+prefilled once and its KV cache shared by its K copies, decoded with the KV cache by HF
+`generate` on whatever device the model sits on; it returns token ids as well as text,
 because PPO scores exactly the tokens that were sampled.
 """
 
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 
 ROLES = ("system", "user", "assistant")
 
@@ -135,11 +136,34 @@ def _seeded(seed: int | None, device: torch.device):
         yield
 
 
+def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> DynamicCache | None:
+    """The KV cache of every row's prompt but its last token, computed once per distinct row.
+
+    The K copies of a prompt sit in one batch; running the prompt through the model once and
+    copying its cache K times saves (K-1)/K of the prefill, which on a CPU is about half of
+    all the work for short responses. None when no two rows are equal. With left padding, the
+    prompt minus its last token padded to width-1 lines up with the full prompt padded to width,
+    so `generate` continues from this cache with the last prompt token.
+    """
+    rows = torch.cat([input_ids, attention_mask], dim=1)
+    distinct, row_of = torch.unique(rows, dim=0, return_inverse=True)
+    if len(distinct) == len(rows) or input_ids.shape[1] < 2:
+        return None
+    width = input_ids.shape[1]
+    ids, mask = distinct[:, : width - 1], distinct[:, width : 2 * width - 1]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    cache.reorder_cache(row_of)  # one copy per row, in the batch's order
+    return cache
+
+
 def _generate_batch(model, tokenizer, prompts: list[list[int]], generation_config: GenerationConfig):
     """[(response token ids up to and including the stop token, stopped at EOS?)] per prompt."""
     batch = tokenizer.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
     batch = batch.to(model.device)
-    output = model.generate(**batch, generation_config=generation_config)  # (B, T_prompt + T_new)
+    cache = shared_prefill(model, batch["input_ids"], batch["attention_mask"])
+    output = model.generate(**batch, generation_config=generation_config, past_key_values=cache)  # (B, T_prompt + T_new)
     new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()  # (B, T_new)
     stop_ids = generation_config.eos_token_id
     stop_ids = set(stop_ids if isinstance(stop_ids, list) else [stop_ids])

@@ -121,3 +121,19 @@ def test_sampling_config_is_stored_as_plain_settings():
 
     assert config.to_dict() == {"temperature": 1.2, "top_p": 0.9, "max_new_tokens": 128, "seed": 3}
     assert SamplingConfig(**config.to_dict()) == config
+
+
+def test_k_copies_share_one_prefill_and_decode_as_if_alone(tiny_lm):
+    from rlhf.generation import sample_responses, shared_prefill
+
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=0, max_new_tokens=8)
+    shared = sample_responses(model, tokenizer, [LONG, QUESTION, DIALOGUE], config, k=3, batch_size=9)
+    alone = [sample_responses(model, tokenizer, [c], config, k=1)[0][0] for c in (LONG, QUESTION, DIALOGUE)]
+    for copies, single in zip(shared, alone):
+        assert [s.response_ids for s in copies] == [single.response_ids] * 3
+
+    batch = tokenizer.pad({"input_ids": [[5, 6, 7], [5, 6, 7], [8, 9]]}, padding_side="left", return_tensors="pt")
+    cache = shared_prefill(model, batch["input_ids"], batch["attention_mask"])
+    assert cache.get_seq_length() == 2 and cache.layers[0].keys.shape[0] == 3  # 2 distinct rows run, 3 rows kept
+    assert shared_prefill(model, batch["input_ids"][1:], batch["attention_mask"][1:]) is None  # nothing to share
