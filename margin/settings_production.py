@@ -5,12 +5,16 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from margin.settings import *  # noqa: F401,F403
-from margin.settings import MIDDLEWARE, env_bool
+from margin.settings import DEVELOPMENT_SECRET_KEY, MIDDLEWARE, env_bool
 
-try:
-    SECRET_KEY = os.environ["SECRET_KEY"]
-except KeyError as missing:
-    raise ImproperlyConfigured("Set SECRET_KEY in the environment for production.") from missing
+# Secrets come from the environment only: SECRET_KEY here, database and Redis credentials inside
+# DATABASE_URL and REDIS_URL (margin.settings reads both; neither has a credentialed default).
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "Set SECRET_KEY in the environment for production (a long random value, not the "
+        "development default)."
+    )
 
 DEBUG = False
 # Static files served by the app server itself (whitenoise), right after SecurityMiddleware.
