@@ -123,14 +123,17 @@ class _LeaseHeartbeat(threading.Thread):
         self.job, self.stopped = job, threading.Event()
 
     def run(self):
-        from django.db import connection
+        from django.db import DatabaseError, connection
 
         interval = max(0.5, settings.MARGIN_JOB_LEASE_SECONDS / 3)
         try:
             while not self.stopped.wait(interval):
-                Job.objects.filter(
-                    pk=self.job.pk, state=Job.State.RUNNING, lease_owner=self.job.lease_owner
-                ).update(lease_expires_at=_lease_expiry())
+                try:
+                    Job.objects.filter(
+                        pk=self.job.pk, state=Job.State.RUNNING, lease_owner=self.job.lease_owner
+                    ).update(lease_expires_at=_lease_expiry())
+                except DatabaseError:  # busy or briefly unreachable: the next beat tries again
+                    logger.warning("Could not renew the lease of job %s.", self.job.pk, exc_info=True)
         finally:
             connection.close()  # this thread's own connection
 
@@ -161,7 +164,7 @@ def job_run(*, job_id, work):
         raise
     finally:
         heartbeat.stopped.set()
-        heartbeat.join()
+        heartbeat.join(timeout=5)  # a renewal stuck on a busy database must not hold the job up
     _job_finish(
         job=job,
         state=Job.State.SUCCEEDED,
