@@ -133,6 +133,24 @@ AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES",
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+# Behind reverse proxies every request comes from the nearest proxy's address: set this to the
+# number of proxies in front of the app, and the address the outermost one saw is used. Left at
+# 0, X-Forwarded-For is ignored (a client could write anything there).
+MARGIN_TRUSTED_PROXIES = int(os.environ.get("MARGIN_TRUSTED_PROXIES", "0"))
+
+
+def axes_client_ip(request):
+    from django.conf import settings
+
+    trusted = settings.MARGIN_TRUSTED_PROXIES
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    if trusted and len(hops) >= trusted:
+        return hops[-trusted]
+    return request.META.get("REMOTE_ADDR")
+
+
+AXES_CLIENT_IP_CALLABLE = axes_client_ip
 
 # --- Celery: Redis broker, JSON only, the job row is the record of truth -----------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "pw-for-tests-123"  # tests.factories.UserFactory
 
 
-def log_in(username, password, address="10.1.1.1", url=None):
-    client = Client(REMOTE_ADDR=address)
+def log_in(username, password, address="10.1.1.1", url=None, **headers):
+    client = Client(REMOTE_ADDR=address, **headers)
     response = client.post(url or reverse("login"), {"username": username, "password": password})
     return client, response
 
@@ -97,3 +97,24 @@ def test_test_clients_still_sign_in():
     client = Client()
     assert client.login(request=HttpRequest(), username="ann", password=PASSWORD)
     assert signed_in(client)
+
+
+def test_a_forged_forwarded_for_header_does_not_dodge_the_lock():
+    """With no proxy configured (MARGIN_TRUSTED_PROXIES=0) X-Forwarded-For is ignored."""
+    UserFactory(username="ann")
+    for n in range(5):
+        log_in("ann", "wrong-password", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")
+    assert log_in("ann", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.7")[1].status_code == 429
+
+
+def test_behind_a_proxy_the_lock_follows_the_clients_address(settings):
+    """Every request arrives from the proxy (10.0.0.1); the address it saw decides, so a guesser
+    cannot lock a colleague out from elsewhere, nor dodge the lock by prepending hops."""
+    settings.MARGIN_TRUSTED_PROXIES = 1
+    UserFactory(username="ann")
+    proxy = "10.0.0.1"
+    for n in range(5):
+        log_in("ann", "wrong-password", proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.{n}, 203.0.113.66")
+    assert log_in("ann", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="203.0.113.66")[1].status_code == 429
+    client, response = log_in("ann", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert response.status_code == 302 and signed_in(client)
