@@ -114,3 +114,17 @@ def test_a_demonstration_cannot_answer_another_annotators_prompt(world, intruder
     assert snapshot() == before
     assert not Demonstration.objects.filter(dialogue=written["dialogue"]).exists()
     assert "owner&#x27;s prompt" not in intruder.get(url).content.decode()
+
+
+def test_an_inactive_project_is_closed_to_annotators(world, intruder):
+    project = world["project"]
+    project.is_active = False
+    project.save(update_fields=["is_active"])
+    owner = client_for(world["owner"])
+    before = snapshot()
+    for name in ("compare", "write", "demonstrate"):
+        assert owner.get(reverse(f"annotation:{name}", args=[project.pk])).status_code == 404
+    assert owner.post(reverse("annotation:write", args=[project.pk]), {"prompt": "hello"}).status_code == 404
+    assert owner.post(reverse("annotation:undo", args=[project.pk])).status_code == 404
+    assert snapshot() == before
+    assert escaped("project") not in intruder.get(reverse("annotation:home")).content.decode()

@@ -118,3 +118,12 @@ def test_behind_a_proxy_the_lock_follows_the_clients_address(settings):
     assert log_in("ann", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="203.0.113.66")[1].status_code == 429
     client, response = log_in("ann", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert response.status_code == 302 and signed_in(client)
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example/"])
+def test_logging_in_never_redirects_off_site(target):
+    UserFactory(username="ann")
+    client = Client()
+    response = client.post(reverse("login") + f"?next={target}",
+                           {"username": "ann", "password": PASSWORD, "next": target})
+    assert response.status_code == 302 and response["Location"] == reverse("annotation:home")
