@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotation.models import (
@@ -145,12 +145,29 @@ def _comparison_pick(*, annotator, project, now):
         gold, plain = candidates.filter(is_gold=True), candidates.filter(is_gold=False)
         gold_first = project.gold_share > 0 and _GOLD_DRAW.random() < project.gold_share
         queues = [gold, plain] if gold_first else [plain, gold]
-    for queue in queues:
-        # skip_locked: concurrent annotators each take a different comparison instead of waiting.
-        comparison = _lock(queue, skip_locked=True).first()
-        if comparison is not None:
-            return comparison
+    # skip_locked first: concurrent annotators each take a different comparison instead of
+    # waiting. When every candidate was locked by someone else, wait for them rather than say
+    # that nothing is waiting (SQLite has no row locks: one pass).
+    row_locks = connection.features.has_select_for_update_skip_locked
+    for skip_locked in (True, False) if row_locks else (False,):
+        for queue in queues:
+            comparison = _comparison_lock_first(queue, skip_locked=skip_locked)
+            if comparison is not None:
+                return comparison
     return None
+
+
+def _comparison_lock_first(queue, *, skip_locked):
+    while True:
+        comparison = _lock(queue, skip_locked=skip_locked).first()
+        if comparison is None:
+            return None
+        # PostgreSQL (READ COMMITTED) counted the leases in a snapshot taken before the lock
+        # was granted, so a lease committed in between was missed and the comparison could go
+        # to one annotator too many. Count again, in a fresh snapshot, now the row is ours.
+        if queue.filter(pk=comparison.pk).exists():
+            return comparison
+        queue = queue.exclude(pk=comparison.pk)
 
 
 def assignment_take_reserved(*, annotator, comparison):

@@ -27,6 +27,8 @@ def judge(user, assignment, side="left", strength=Strength.BETTER, **extra):
     )
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_comparison_goes_to_at_most_n_distinct_annotators():
     batch = BatchFactory(project=ProjectFactory(judgments_per_comparison=2))
     comparison = ComparisonFactory(batch=batch)
@@ -36,6 +38,8 @@ def test_comparison_goes_to_at_most_n_distinct_annotators():
     assert services.assignment_next(annotator=third, project=batch.project) is None
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_annotator_never_gets_the_same_comparison_twice():
     batch = BatchFactory()
     comparison = ComparisonFactory(batch=batch)
@@ -67,6 +71,8 @@ def test_skip_without_reason_is_refused():
     assert Assignment.objects.get().status == Assignment.Status.OPEN
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_reloading_returns_the_comparison_already_held():
     batch = BatchFactory()
     ComparisonFactory.create_batch(3, batch=batch)
@@ -76,6 +82,8 @@ def test_reloading_returns_the_comparison_already_held():
     assert Assignment.objects.filter(annotator=user).count() == 1
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_expired_lease_returns_the_comparison_to_the_pool():
     batch = BatchFactory(project=ProjectFactory(judgments_per_comparison=1))
     comparison = ComparisonFactory(batch=batch)
@@ -96,6 +104,8 @@ def test_late_submit_after_expiry_is_kept_when_there_is_still_room():
     assert Judgment.objects.filter(annotator=user).count() == 1
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_late_submit_is_refused_when_others_completed_the_comparison():
     batch = BatchFactory(project=ProjectFactory(judgments_per_comparison=1))
     ComparisonFactory(batch=batch)
@@ -108,6 +118,8 @@ def test_late_submit_is_refused_when_others_completed_the_comparison():
     assert Judgment.objects.count() == 1
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_open_leases_are_capped_across_projects(settings):
     settings.MARGIN_MAX_OPEN_LEASES = 2
     user = UserFactory()
@@ -168,6 +180,8 @@ def test_judging_a_comparison_not_assigned_is_refused():
     assert Judgment.objects.count() == 0
 
 
+@pytest.mark.db_sensitive
+@pytest.mark.django_db(transaction=True)
 def test_double_submit_makes_one_judgment():
     batch = BatchFactory()
     ComparisonFactory(batch=batch)

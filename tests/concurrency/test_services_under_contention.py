@@ -1,0 +1,83 @@
+"""The assignment and judgment services under contention, each thread with its own connection:
+annotators asking for work at the same moment, and a training job writing while they judge."""
+
+import time
+from collections import Counter
+
+import pytest
+from django.db import OperationalError, transaction
+
+from annotation import services
+from annotation.models import Assignment, Judgment, Strength
+from margin.jobs import job_progress
+from margin.models import Job
+from tests.concurrency.conftest import run_in_threads
+from tests.factories import BatchFactory, ComparisonFactory, ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.db_sensitive, pytest.mark.django_db(transaction=True)]
+
+
+def test_annotators_asking_at_the_same_moment_never_overfill_a_comparison():
+    """16 annotators ask at once for 8 comparisons wanted twice: each gets one, none gets a
+    third annotator (on PostgreSQL: row locks, skip_locked, and a recount under the lock)."""
+    for _ in range(3):
+        project = ProjectFactory(judgments_per_comparison=2, gold_share=0)
+        batch = BatchFactory(project=project)
+        ComparisonFactory.create_batch(8, batch=batch)
+        users = [UserFactory() for _ in range(16)]
+        leases = run_in_threads(
+            lambda user: services.assignment_next(annotator=user, project=project), users
+        )
+        told_nothing_waits = sum(lease is None for lease in leases)
+        assert told_nothing_waits == 0, f"{told_nothing_waits} of 16 told nothing is waiting"
+        per_comparison = Counter(
+            Assignment.objects.filter(comparison__batch=batch).values_list("comparison", flat=True)
+        )
+        assert sorted(per_comparison.values()) == [2] * 8
+        assert services.assignment_next(annotator=UserFactory(), project=project) is None
+
+
+def test_a_training_job_writing_results_does_not_lock_annotators_out():
+    """A job holds write transactions of ~0.3 s (progress, metrics, log) over and over while six
+    annotators take and judge work: no "database is locked", every judgment stored."""
+    job = Job.objects.create(kind=Job.Kind.TRAIN_REWARD_MODEL, state=Job.State.RUNNING)
+    project = ProjectFactory(judgments_per_comparison=2, gold_share=0)
+    batch = BatchFactory(project=project)
+    ComparisonFactory.create_batch(12, batch=batch)
+    users = [UserFactory() for _ in range(6)]
+    annotators_done = []
+
+    def train():
+        step = 0
+        while len(annotators_done) < len(users) or step < 10:
+            with transaction.atomic():  # e.g. storing a batch of evaluation results at once
+                for _ in range(6):
+                    step += 1
+                    job_progress(job=job, step=step, total=1000, metrics={"loss": 1 / step},
+                                 log_line=f"step {step}")
+                    time.sleep(0.05)
+            time.sleep(0.01)
+        return step
+
+    def annotate(user):
+        judged = []
+        try:
+            while (lease := services.assignment_next(annotator=user, project=project)) is not None:
+                services.judgment_submit(annotator=user, comparison_id=lease.comparison_id,
+                                         chosen_side="left", strength=Strength.BETTER)
+                judged.append(lease.comparison_id)
+        finally:
+            annotators_done.append(user)
+        return judged
+
+    def work(role):
+        return train() if role == "job" else annotate(role)
+
+    try:
+        results = run_in_threads(work, ["job", *users], timeout=120)
+    except OperationalError as locked:  # "database is locked": the failure this test is about
+        pytest.fail(f"an annotator or the job hit {locked!r}")
+    steps, judged = results[0], results[1:]
+    assert sum(len(j) for j in judged) == Judgment.objects.count() == 12 * 2
+    job.refresh_from_db()
+    assert job.progress_step == steps and job.log.count("\n") == steps
