@@ -297,15 +297,13 @@ def rows_write(rows, destination, output_format="jsonl", on_progress=None):
     if not destination.parent.is_dir():
         raise ExportError(f"The folder {destination.parent} does not exist.")
     rows = list(rows)
-    if output_format == "jsonl":
-        with open(destination, "w", encoding="utf-8") as out:
-            for step, row in enumerate(rows, start=1):
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                if on_progress:
-                    on_progress(step, len(rows))
-        return len(rows)
-    if output_format == "csv":
-        return _csv_write(rows, destination, on_progress)
+    try:
+        if output_format == "jsonl":
+            return _jsonl_write(rows, destination, on_progress)
+        if output_format == "csv":
+            return _csv_write(rows, destination, on_progress)
+    except OSError as problem:  # a folder where the file goes, no permission, a full disk
+        raise ExportError(f"Cannot write {destination}: {problem.strerror}.") from problem
     from datasets import Dataset  # heavy import, only when asked for
 
     if not rows:
@@ -337,6 +335,15 @@ def csv_cell(value):
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def _jsonl_write(rows, destination, on_progress):
+    with open(destination, "w", encoding="utf-8") as out:
+        for step, row in enumerate(rows, start=1):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            if on_progress:
+                on_progress(step, len(rows))
+    return len(rows)
 
 
 def _csv_write(rows, destination, on_progress):

@@ -70,6 +70,17 @@ def _not_utf8(byte: int, column: int) -> str:
     return f"not UTF-8 text: byte 0x{byte:02x} at byte {column} of the line (save the file as UTF-8)"
 
 
+def utf8_check(path) -> None:
+    """Raise RecordError naming the first line of the file at `path` that is not UTF-8 text
+    (commands call it before reading a JSON file, so the error says where, not a traceback)."""
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise RecordError(number, "(line)", _not_utf8(line[bad.start], bad.start + 1)) from None
+
+
 def _json_lines(stream, limits):
     number = 0
     while True:

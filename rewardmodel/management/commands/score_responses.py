@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from dataio.formats import utf8_check
+from dataio.records import RecordError
 from margin.cli import ProgressBar
 from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
 from rlhf.modelstore import ModelStoreError
@@ -22,11 +24,12 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
+            utf8_check(input)
             read_scoring_input(input)  # a bad file fails before the model loads
             scorer = load_scorer(model)
         except FileNotFoundError as missing:
             raise CommandError(f"Cannot read --input: {missing}") from missing
-        except ScoringInputError as bad:
+        except (ScoringInputError, RecordError) as bad:
             raise CommandError(f"{input}, {bad}") from bad
         except ModelStoreError as bad:
             raise CommandError(str(bad)) from bad

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
+from dataio.formats import utf8_check
+from dataio.records import RecordError
 from margin.cli import ProgressBar, parse_settings
 from rewardmodel.config import config_help
 from rewardmodel.services import reward_model_train_run, reward_model_train_start
@@ -56,9 +58,12 @@ class Command(BaseCommand):
 
 def _read_config(path):
     try:
-        values = json.loads(path.read_text())
+        utf8_check(path)
+        values = json.loads(path.read_text(encoding="utf-8"))
     except OSError as problem:
         raise CommandError(f"Cannot read --config {path}: {problem}") from problem
+    except RecordError as problem:
+        raise CommandError(f"--config {path}, {problem}") from problem
     except json.JSONDecodeError as problem:
         raise CommandError(f"--config {path} is not JSON: {problem}") from problem
     if not isinstance(values, dict):

@@ -14,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from dataio.formats import utf8_check
+from dataio.records import RecordError
 from margin.models import Job
 
 
@@ -69,9 +71,12 @@ class PolicyJobCommand(BaseCommand):
         config = {}
         if options["config"]:
             try:
-                config = json.loads(options["config"].read_text())
+                utf8_check(options["config"])
+                config = json.loads(options["config"].read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as bad:
                 raise CommandError(f"--config {options['config']}: {bad}") from bad
+            except RecordError as bad:  # "--config ppo.json, line 2, field “(line)”: not UTF-8 ..."
+                raise CommandError(f"--config {options['config']}, {bad}") from bad
             if not isinstance(config, dict):
                 raise CommandError(f"--config {options['config']}: expected a JSON object of field values")
         for f in fields(self.config_class):

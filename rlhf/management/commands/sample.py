@@ -6,6 +6,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotation.models import Project
+from dataio.formats import utf8_check
+from dataio.records import ROLES, RecordError
 from rlhf.models import PolicyVersion
 from rlhf.services import policy_prompts, policy_version_resolve
 
@@ -14,9 +17,12 @@ def prompts_read(path: Path) -> list[list[dict]]:
     """One prompt per line: {"prompt": "text"} or {"messages": [{"role": ..., "content": ...}, ...]}."""
     prompts = []
     try:
-        lines = path.read_text().splitlines()
+        utf8_check(path)
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as bad:
         raise CommandError(f"--prompts {path}: {bad.strerror}") from bad
+    except RecordError as bad:
+        raise CommandError(f"--prompts {path}, {bad}") from bad
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -27,10 +33,20 @@ def prompts_read(path: Path) -> list[list[dict]]:
         if isinstance(record, dict) and isinstance(record.get("prompt"), str):
             prompts.append([{"role": "user", "content": record["prompt"]}])
         elif isinstance(record, dict) and isinstance(record.get("messages"), list):
-            prompts.append(record["messages"])
+            prompts.append(_messages_check(record["messages"], f"{path} line {number}"))
         else:
             raise CommandError(f'{path} line {number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
     return prompts
+
+
+def _messages_check(messages, where):
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and message.get("role") in ROLES
+                and isinstance(message.get("content"), str)):
+            raise CommandError(f'{where}: messages[{i}] must be {{"role": "user"|"assistant"|"system", "content": "..."}}')
+    if not messages or messages[-1]["role"] != "user":
+        raise CommandError(f"{where}: the last message must be the user's (what the model answers)")
+    return messages
 
 
 class Command(BaseCommand):
@@ -63,6 +79,8 @@ class Command(BaseCommand):
             raise CommandError(str(bad)) from bad
         if options["prompts"]:
             prompts = prompts_read(options["prompts"])
+        elif not Project.objects.filter(name=options["project"]).exists():
+            raise CommandError(f"--project: no project named {options['project']!r}")
         else:
             prompts = [p for p, _ in policy_prompts(project_name=options["project"], heldout_fraction=0.0)]
         if options["limit"]:
