@@ -53,6 +53,7 @@ def raw_records(stream, limits: Limits):
 
 
 BOM = b"\xef\xbb\xbf"
+TOO_DEEP = "JSON nested too deeply to read (lists or objects inside each other about 1000 levels)"
 
 
 def _first_byte(stream):
@@ -112,6 +113,8 @@ def _json_lines(stream, limits):
             yield number, json.loads(text)
         except json.JSONDecodeError as bad:
             yield number, RecordError(number, "(line)", f"not JSON: {bad.msg} at column {bad.colno}")
+        except RecursionError:
+            yield number, RecordError(number, "(line)", TOO_DEEP)
 
 
 def _json_array(stream, limits):
@@ -131,6 +134,9 @@ def _json_array(stream, limits):
         return
     except json.JSONDecodeError as bad:
         yield bad.lineno, RecordError(bad.lineno, "(file)", f"not JSON: {bad.msg} at column {bad.colno}")
+        return
+    except RecursionError:
+        yield 1, RecordError(1, "(file)", TOO_DEEP)
         return
     for number, item in enumerate(items, start=1):
         yield number, item

@@ -119,9 +119,14 @@ def _stored_text(value, line, name, limits=None):
         raise RecordError(line, name, f"is {len(value)} characters long; the limit is {limits.max_text_chars}")
 
 
-def _json_value(value, line, name):
+MAX_JSON_DEPTH = 50
+
+
+def _json_value(value, line, name, depth=0):
     """Metadata goes to a JSON column: no NUL characters (PostgreSQL's jsonb refuses them) and no
     NaN or infinity (Python's json reads them; JSON itself, and so the database, does not)."""
+    if depth > MAX_JSON_DEPTH:
+        raise RecordError(line, name, f"nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, str):
         _stored_text(value, line, name)
     elif isinstance(value, float) and not math.isfinite(value):
@@ -130,10 +135,10 @@ def _json_value(value, line, name):
     elif isinstance(value, dict):
         for key, item in value.items():
             _stored_text(key, line, name)
-            _json_value(item, line, f"{name}.{key}")
+            _json_value(item, line, f"{name}.{key}", depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _json_value(item, line, f"{name}[{i}]")
+            _json_value(item, line, f"{name}[{i}]", depth + 1)
 
 
 def record_validate(record: ImportRecord, limits: Limits) -> ImportRecord:

@@ -156,3 +156,30 @@ def test_pages_of_a_project_that_does_not_exist_are_404(client, annotator):
         response = client.post(url, {"prompt": "x", "text": "x", "dialogue_id": "1"}) if name != "compare" else client.get(url)
         assert response.status_code == 404, name
     assert_unchanged(before)
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_invalid_utf8_in_a_posted_field_is_text_not_a_crash(client, served):
+    """Browsers always send UTF-8; a client that does not gets its bytes read as replacement
+    characters (Django decodes form data with errors="replace"), never a 500."""
+    before = db_snapshot()
+    body = b"choice=%FF%FE&strength=better&rationale=caf%E9"
+    response = client.post(reverse("annotation:judge", args=[served.pk]), body, content_type=FORM, **HX)
+    assert response.status_code == 422 and "Select a valid choice" in response.content.decode()
+    assert_unchanged(before)
+    body = b"choice=left&strength=better&rationale=caf%E9"
+    response = client.post(reverse("annotation:judge", args=[served.pk]), body, content_type=FORM, **HX)
+    assert response.status_code == 200 and Judgment.objects.get().rationale == "caf\ufffd"
+
+
+@pytest.mark.parametrize("username", ["ann\x00", "a" * 10_000, SCRIPT, ""])
+def test_login_form_refuses_bad_usernames_with_a_form_error(client, annotator, username):
+    """The login page says only that the pair did not match (it names no field on purpose)."""
+    client.logout()
+    before = db_snapshot()
+    response = client.post(reverse("login"), {"username": username, "password": "x"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "did not match" in page and "<script>alert" not in page
+    assert_unchanged(before)

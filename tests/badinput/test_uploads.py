@@ -77,6 +77,13 @@ BAD_FILES = {
               b'"metadata": {"score": NaN}}'),
         "line 1, field “metadata.score”: NaN is not a number JSON can hold",
     ),
+    "JSON nested too deeply": (
+        lines(PAIR, b"[" * 100_000 + b"]" * 100_000), "data.jsonl, line 2, field “(line)”: JSON nested too deeply",
+    ),
+    "metadata nested too deeply": (
+        lines({**PAIR, "metadata": json.loads('{"a": ' * 60 + "1" + "}" * 60)}),
+        "line 1, field “metadata" + ".a" * 51 + "”: nested more than 50 levels deep",
+    ),
     "rationale too long": (
         lines(judged(rationale="r" * (settings.MARGIN_MAX_TEXT_CHARS + 1))),
         f"line 1, field “judgments[0].rationale”: is {settings.MARGIN_MAX_TEXT_CHARS + 1} characters long",
