@@ -2,6 +2,7 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -11,6 +12,7 @@ from annotation.models import Assignment, Comparison, Project
 from margin.models import Job
 
 TASK = "annotation/_task.html"
+MAX_ID = 2**63 - 1  # the largest primary key a database row can have
 
 
 def _task_context(user, project, *, assignment=None, form=None, error=None, status=200):
@@ -30,6 +32,12 @@ def _task_context(user, project, *, assignment=None, form=None, error=None, stat
 def _render_task(request, context, status=200, page="annotation/compare.html"):
     template = TASK if request.htmx else page
     return render(request, template, context, status=status)
+
+
+def _assignment_or_404(user, comparison_id):
+    if comparison_id > MAX_ID:  # names no row, and SQLite cannot even compare it (OverflowError)
+        raise Http404("No such comparison.")
+    return selectors.assignment_get_for_annotator(annotator=user, comparison_id=comparison_id)
 
 
 def _active_project(project_id):
@@ -53,9 +61,7 @@ def compare(request, project_id):
 @login_required
 @require_POST
 def judge(request, comparison_id):
-    assignment = selectors.assignment_get_for_annotator(
-        annotator=request.user, comparison_id=comparison_id
-    )
+    assignment = _assignment_or_404(request.user, comparison_id)
     project = assignment.comparison.batch.project
     form = JudgmentForm(request.POST, project=project)
     judgment = None
@@ -98,9 +104,7 @@ def judge(request, comparison_id):
 @login_required
 @require_POST
 def skip(request, comparison_id):
-    assignment = selectors.assignment_get_for_annotator(
-        annotator=request.user, comparison_id=comparison_id
-    )
+    assignment = _assignment_or_404(request.user, comparison_id)
     project = assignment.comparison.batch.project
     form = SkipForm(request.POST)
     error = None

@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from annotation.models import Batch, Comparison, Demonstration, Dialogue, Judgment
+from dataio.records import MAX_NUMBER
 from rewardmodel.data import (
     BOTH_SAFE,
     BOTH_UNSAFE,
@@ -70,7 +71,7 @@ class ExportFilters:
     def batch_rows(self):
         batches = Batch.objects.filter(project__in=self.projects)
         if self.batches:
-            batches = batches.filter(number__in=self.batches)
+            batches = batches.filter(number__in=[n for n in self.batches if n <= MAX_NUMBER])
             found = set(batches.values_list("number", flat=True))
             missing = sorted(set(self.batches) - found)
             if missing:

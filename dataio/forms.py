@@ -4,6 +4,16 @@ from django.conf import settings
 from annotation.models import MarginScheme, Objective, Project
 from dataio.exporters import OUTPUT_FORMATS
 from dataio.formats import PARSERS, mapping_parse
+from dataio.records import MAX_NUMBER
+
+class ProjectsField(forms.ModelMultipleChoiceField):
+    def _check_values(self, value):
+        for pk in value:
+            if str(pk).isdigit() and int(pk) > MAX_NUMBER:
+                raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice",
+                                            params={"value": pk})
+        return super()._check_values(value)
+
 
 FORMAT_LABELS = {
     "margin": "Margin JSONL (prompts, pairs, judgments)",
@@ -23,7 +33,7 @@ class ImportForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.all())
     format = forms.ChoiceField(choices=[(name, FORMAT_LABELS.get(name, name)) for name in PARSERS])
     file = forms.FileField(help_text="JSON Lines (optionally gzip) or a JSON array.")
-    batch = forms.IntegerField(required=False, min_value=1, help_text="Empty: the open batch.")
+    batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_NUMBER, help_text="Empty: the open batch.")
     mapping = forms.CharField(
         required=False, max_length=500,
         help_text="Field names, e.g. prompt=question,response_a=answer1,response_b=answer2,label=winner",
@@ -52,7 +62,7 @@ class ImportForm(forms.Form):
 class ExportForm(forms.Form):
     KINDS = [("trl", "TRL preference pairs"), ("margin", "Margin JSONL (everything)"), ("sft", "SFT demonstrations")]
 
-    projects = forms.ModelMultipleChoiceField(queryset=Project.objects.all())
+    projects = ProjectsField(queryset=Project.objects.all())
     kind = forms.ChoiceField(choices=KINDS, initial="trl")
     output_format = forms.ChoiceField(
         choices=[(f, f) for f in OUTPUT_FORMATS if f != "datasets"], initial="jsonl", label="As"
@@ -68,6 +78,8 @@ class ExportForm(forms.Form):
         parts = [p.strip() for p in text.split(",") if p.strip()]
         if not all(p.isdigit() for p in parts):
             raise forms.ValidationError(f"Give batch numbers separated by commas, not {text!r}.")
+        if any(int(p) > MAX_NUMBER for p in parts):
+            raise forms.ValidationError(f"Batch numbers stop at {MAX_NUMBER}.")
         return [int(p) for p in parts]
 
     def clean_exclude_annotators(self):

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 CHOICES = ("a", "b", "tie")
+# Ids and batch numbers past this name no row; SQLite cannot even compare them (OverflowError).
+MAX_NUMBER = 2**31 - 1
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 ROLES = ("system", "user", "assistant")
 

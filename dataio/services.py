@@ -18,7 +18,7 @@ from annotation.models import AuditEvent, Batch, Comparison, Dialogue, Judgment,
 from annotation.services import batch_current, comparison_create
 from dataio.exporters import annotator_pseudonym
 from dataio.formats import PARSERS, EmptyFile, ReadOptions, raw_records
-from dataio.records import Limits, RecordError, content_key, record_validate, records_merge
+from dataio.records import MAX_NUMBER, Limits, RecordError, content_key, record_validate, records_merge
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
 
@@ -167,7 +167,7 @@ def data_import(
 def _batch_for(project, number):
     if number is None:
         return batch_current(project=project)
-    batch = Batch.objects.filter(project=project, number=number).first()
+    batch = Batch.objects.filter(project=project, number=number).first() if number <= MAX_NUMBER else None
     if batch is None:
         raise ImportRejected(f"Project “{project}” has no batch {number}.")
     return batch

@@ -183,3 +183,15 @@ def test_login_form_refuses_bad_usernames_with_a_form_error(client, annotator, u
     page = response.content.decode()
     assert response.status_code == 200 and "did not match" in page and "<script>alert" not in page
     assert_unchanged(before)
+
+
+def test_ids_past_any_integer_are_404_not_a_crash(client, served):
+    """<int:...> in a URL takes any number of digits; SQLite cannot compare one past 2**63."""
+    before = db_snapshot()
+    huge = 10**30
+    for name, data in (("judge", GOOD), ("skip", {"reason": "x"}), ("continue", {"prompt": "x"})):
+        assert client.post(reverse(f"annotation:{name}", args=[huge]), data, **HX).status_code == 404, name
+    for name in ("compare", "write", "demonstrate"):
+        assert client.get(reverse(f"annotation:{name}", args=[huge])).status_code == 404, name
+    assert client.get(reverse("annotation:my_judgment", args=[huge])).status_code == 404
+    assert_unchanged(before)

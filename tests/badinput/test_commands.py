@@ -43,6 +43,9 @@ CASES = {
     "import_data: unknown batch": (
         ["import_data", "{tmp}/good.jsonl", "--project", "Helpful", "--format", "margin", "--batch", "9"],
         "Project “Helpful” has no batch 9."),
+    "import_data: batch past any integer": (
+        ["import_data", "{tmp}/good.jsonl", "--project", "Helpful", "--format", "margin", "--batch", "9" * 30],
+        f"Project “Helpful” has no batch {'9' * 30}."),
     "import_data: a folder for the file": (
         ["import_data", "{tmp}", "--project", "Helpful", "--format", "margin"], "No such file: {tmp}"),
     "import_data: path-like file name": (
@@ -58,6 +61,9 @@ CASES = {
         "argument --min-agreement: invalid float value: 'most'"),
     "export_data: unknown batch": (["export_data", "{tmp}/out.jsonl", "--project", "Helpful", "--batch", "9"],
                                    "No batch 9 in the chosen projects."),
+    "export_data: batch past any integer": (
+        ["export_data", "{tmp}/out.jsonl", "--project", "Helpful", "--batch", "9" * 30],
+        f"No batch {'9' * 30} in the chosen projects."),
     "export_data: unknown kind": (["export_data", "{tmp}/out.jsonl", "--project", "Helpful", "--kind", "sql"],
                                   "argument --kind: invalid choice: 'sql'"),
     "export_data: unknown output format": (

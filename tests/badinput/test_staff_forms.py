@@ -156,6 +156,7 @@ RM_CASES = {
     "float field given NaN": ({"weight_decay": "nan"}, "weight_decay", "Enter a number."),
     "project of the wrong type": ({"project": "Helpful"}, "project", "Select a valid choice"),
     "project that does not exist": ({"project": "999999"}, "project", "Select a valid choice"),
+    "project past any integer": ({"project": "9" * 30}, "project", "Select a valid choice"),
     "name too long": ({"name": "n" * 101}, "name", "at most 100 characters"),
     "NUL byte in the name": ({"name": NUL}, "name", "Null characters are not allowed."),
 }

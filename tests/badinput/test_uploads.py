@@ -176,6 +176,8 @@ FORM_CASES = {
     "project of the wrong type": ({"project": "Helpful"}, "project", "Select a valid choice"),
     "batch of the wrong type": ({"batch": "two"}, "batch", "Enter a whole number."),
     "batch zero": ({"batch": "0"}, "batch", "greater than or equal to 1"),
+    "batch past any integer": ({"batch": "9" * 30}, "batch", "less than or equal to"),
+    "project past any integer": ({"project": "9" * 30}, "project", "Select a valid choice"),
     "NUL in the mapping": ({"format": "generic", "mapping": "prompt=q\x00"}, "mapping", "Null characters are not allowed."),
     "an empty file": ({"file": SimpleUploadedFile("empty.jsonl", b"")}, "file", "The submitted file is empty."),
 }
@@ -206,6 +208,8 @@ EXPORT_CASES = {
     "unknown kind": ({"kind": "sql"}, "kind", "Select a valid choice."),
     "path-like output format": ({"output_format": "../../x"}, "output_format", "Select a valid choice."),
     "batches not numbers": ({"batches": "1, two"}, "batches", "Give batch numbers separated by commas"),
+    "project past any integer": ({"projects": "9" * 30}, "projects", "Select a valid choice"),
+    "batch past any integer": ({"batches": "9" * 30}, "batches", "Batch numbers stop at 2147483647."),
     "agreement out of range": ({"min_agreement": "2"}, "min_agreement", "less than or equal to 1"),
     "agreement not a number": ({"min_agreement": "most"}, "min_agreement", "Enter a number."),
     "NUL in the annotators": ({"exclude_annotators": "a\x00"}, "exclude_annotators", "Null characters are not allowed."),
