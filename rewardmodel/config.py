@@ -5,6 +5,7 @@ Every field carries a one-line doc in `metadata["help"]`; forms and `--help` tex
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
@@ -130,3 +131,5 @@ def _check_types(config):
             raise ConfigError(
                 f.name, f"{f.name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
             )
+        if expected is float and not math.isfinite(value):  # "--set learning_rate=NaN" parses as JSON
+            raise ConfigError(f.name, f"{f.name} must be a finite number, got {value!r}")

@@ -6,6 +6,7 @@ that forms and command help read. `from_dict` builds one from user input and rai
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -81,6 +82,8 @@ def _coerce(name, value, hint):
         return float(value)
     if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
         raise ConfigError(name, f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value):  # "--kl-beta nan" parses; a job's JSON cannot hold it
+        raise ConfigError(name, f"{name} must be a finite number, got {value!r}")
     return value
 
 

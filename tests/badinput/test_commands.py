@@ -80,6 +80,12 @@ CASES = {
     "train_reward_model: float given a list": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "epochs=[1, 2]"],
         "epochs: epochs must be float, got list"),
+    "train_reward_model: NaN": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "learning_rate=NaN"],
+        "learning_rate: learning_rate must be a finite number, got nan"),
+    "train_reward_model: infinity": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "epochs=Infinity"],
+        "epochs: epochs must be a finite number, got inf"),
     "train_reward_model: --set without a name": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "=1"], "--set expects name=value, got '=1'"),
     "train_reward_model: config not an object": (
@@ -133,6 +139,10 @@ CASES = {
     "train_ppo: config value of the wrong type": (["train_ppo", "--config", "{tmp}/typed.json"], "kl_beta"),
     "train_ppo: option of the wrong type": (["train_ppo", "--kl-beta", "high"],
                                             "argument --kl-beta: invalid float value: 'high'"),
+    "train_ppo: infinite option": (["train_ppo", "--learning-rate", "inf", "--queue"],
+                                   "learning_rate: learning_rate must be a finite number, got inf"),
+    "rejection_sample: NaN in a list option": (["rejection_sample", "--curve-temperatures", "0.7", "nan", "--queue"],
+                                               "curve_temperatures must be a finite number, got nan"),
     "train_ppo: int option given a fraction": (["train_ppo", "--iterations", "1.5"],
                                                "argument --iterations: invalid int value: '1.5'"),
     "rejection_sample: unknown policy": (["rejection_sample", "--policy", "ghost"], "policy: no policy version named 'ghost'"),

@@ -185,7 +185,7 @@ POLICY_CASES = [
     (Job.Kind.PPO, {"iterations": "many"}, "iterations", "Enter a whole number."),
     (Job.Kind.PPO, {"policy": NUL}, "policy", "Null characters are not allowed."),
     (Job.Kind.REJECTION_SAMPLE, {"curve_temperatures": "0.7, warm"}, "curve_temperatures", "separated by commas"),
-    (Job.Kind.REJECTION_SAMPLE, {"curve_temperatures": "0.7, nan"}, "curve_temperatures", "must be > 0, got nan"),
+    (Job.Kind.REJECTION_SAMPLE, {"curve_temperatures": "0.7, nan"}, "curve_temperatures", "must be a finite number, got nan"),
     (Job.Kind.EVALUATE_POLICY, {"heldout_fraction": "half"}, "heldout_fraction", "Enter a number."),
     (Job.Kind.PUBLISH_SAMPLES, {"project": SCRIPT}, "project", "no project named"),
 ]
