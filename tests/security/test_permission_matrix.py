@@ -2,8 +2,9 @@
 (owner), another annotator (intruder) and staff (a superuser).
 
 The URL list comes from walking `django.urls.get_resolver()`: a new URL pattern without a row in
-MATRIX (or in the admin rows generated from the admin's registry) fails
-`test_every_url_pattern_is_in_the_matrix` until someone decides who may reach it.
+`matrix()` (or in the admin rows generated from the admin's registry) fails
+`test_every_url_pattern_is_in_the_matrix` until someone decides who may reach it. On annotation
+pages staff are ordinary annotators: they see their own work only.
 """
 
 from dataclasses import dataclass, field
