@@ -133,3 +133,5 @@ def _check_types(config):
             )
         if expected is float and not math.isfinite(value):  # "--set learning_rate=NaN" parses as JSON
             raise ConfigError(f.name, f"{f.name} must be a finite number, got {value!r}")
+        if expected is str and "\x00" in value:  # PostgreSQL refuses NUL in text and in JSON
+            raise ConfigError(f.name, f"{f.name} must not contain a NUL character")

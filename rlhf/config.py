@@ -84,6 +84,8 @@ def _coerce(name, value, hint):
         raise ConfigError(name, f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
     if hint is float and not math.isfinite(value):  # "--kl-beta nan" parses; a job's JSON cannot hold it
         raise ConfigError(name, f"{name} must be a finite number, got {value!r}")
+    if hint is str and "\x00" in value:  # PostgreSQL refuses NUL in text and in JSON
+        raise ConfigError(name, f"{name} must not contain a NUL character")
     return value
 
 

@@ -30,6 +30,7 @@ def world(db, settings, tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes(b'{"prompt": "ok"}\n' + LATIN1 + b"\n")
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "typed.json").write_text(json.dumps({"kl_beta": "high"}))
+    (tmp_path / "nul.json").write_text('{"policy": "base\\u0000"}')
     return tmp_path
 
 
@@ -86,6 +87,9 @@ CASES = {
     "train_reward_model: infinity": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "epochs=Infinity"],
         "epochs: epochs must be a finite number, got inf"),
+    "train_reward_model: NUL escaped in JSON": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", 'base_model="a\\u0000b"'],
+        "base_model: base_model must not contain a NUL character"),
     "train_reward_model: --set without a name": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "=1"], "--set expects name=value, got '=1'"),
     "train_reward_model: config not an object": (
@@ -143,6 +147,8 @@ CASES = {
                                    "learning_rate: learning_rate must be a finite number, got inf"),
     "rejection_sample: NaN in a list option": (["rejection_sample", "--curve-temperatures", "0.7", "nan", "--queue"],
                                                "curve_temperatures must be a finite number, got nan"),
+    "train_ppo: NUL escaped in the config file": (["train_ppo", "--config", "{tmp}/nul.json"],
+                                                  "policy: policy must not contain a NUL character"),
     "train_ppo: int option given a fraction": (["train_ppo", "--iterations", "1.5"],
                                                "argument --iterations: invalid int value: '1.5'"),
     "rejection_sample: unknown policy": (["rejection_sample", "--policy", "ghost"], "policy: no policy version named 'ghost'"),
