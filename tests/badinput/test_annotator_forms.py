@@ -195,3 +195,13 @@ def test_ids_past_any_integer_are_404_not_a_crash(client, served):
         assert client.get(reverse(f"annotation:{name}", args=[huge])).status_code == 404, name
     assert client.get(reverse("annotation:my_judgment", args=[huge])).status_code == 404
     assert_unchanged(before)
+
+
+def test_a_username_longer_than_any_account_is_refused_before_login_is_tried(client, db):
+    """django-axes records each failed login with its username in a 255-character column;
+    PostgreSQL refuses a longer value (a 500), so such a username must not get that far."""
+    from axes.models import AccessAttempt
+
+    response = client.post(reverse("login"), {"username": "a" * 10_000, "password": "x"})
+    assert response.status_code == 200 and "did not match" in response.content.decode()
+    assert not AccessAttempt.objects.filter(username__startswith="aaaa").exists()
