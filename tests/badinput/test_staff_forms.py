@@ -16,7 +16,9 @@ from margin.models import Job
 from tests.badinput.conftest import NUL, SCRIPT, assert_unchanged, db_snapshot
 from tests.factories import BatchFactory, ComparisonFactory, JudgmentFactory, ProjectFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+# db_sensitive: PostgreSQL refuses NUL characters and over-long text where SQLite stores them,
+# so scripts/test runs this matrix on both.
+pytestmark = [pytest.mark.django_db, pytest.mark.db_sensitive]
 TOO_LONG = "x" * (settings.MARGIN_MAX_TEXT_CHARS + 1)
 PROJECT = {"name": "P", "objective": "safety", "guidelines": "G", "judgments_per_comparison": 2,
            "margin_scheme": "none", "lease_seconds": 600, "gold_share": 0,

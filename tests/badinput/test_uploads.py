@@ -16,7 +16,9 @@ from annotation.services import batch_open
 from tests.badinput.conftest import SCRIPT, assert_unchanged, db_snapshot
 from tests.factories import ProjectFactory
 
-pytestmark = pytest.mark.django_db
+# db_sensitive: PostgreSQL refuses NUL characters and over-long text where SQLite stores them,
+# so scripts/test runs this matrix on both.
+pytestmark = [pytest.mark.django_db, pytest.mark.db_sensitive]
 PAIR = {"messages": [{"role": "user", "content": "Hi"}], "responses": [{"text": "A"}, {"text": "B"}]}
 
 
