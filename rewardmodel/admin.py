@@ -7,7 +7,8 @@ from rewardmodel.models import RewardModel, RewardModelEvaluation
 class RewardModelAdmin(admin.ModelAdmin):
     list_display = ["name", "objective", "project", "parent", "created_at"]
     list_filter = ["objective"]
-    readonly_fields = ["config", "data", "metrics", "job"]
+    # Checkpoints are written by jobs into the model store; a path typed here could point anywhere.
+    readonly_fields = ["checkpoint_path", "config", "data", "metrics", "job"]
 
 
 @admin.register(RewardModelEvaluation)

@@ -84,3 +84,16 @@ def test_an_export_file_name_comes_from_a_fixed_list(staff, world, field, value)
     response = staff.get(reverse("dataio:export"), params)
     assert response.status_code == 422
     assert "Select a valid choice" in response.content.decode()
+
+
+@pytest.mark.parametrize("key", ["policy", "reward_model"])
+def test_the_admin_never_takes_a_checkpoint_path(staff, world, key):
+    """Checkpoints come from jobs, inside the model store; the admin shows the path, read-only."""
+    from django.contrib import admin
+
+    obj = world[key]
+    page = staff.get(reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk]))
+    assert page.status_code == 200
+    assert 'name="checkpoint_path"' not in page.content.decode()
+    form = admin.site._registry[type(obj)].get_form(page.wsgi_request, obj)
+    assert "checkpoint_path" not in form.base_fields  # a crafted POST cannot set it either
