@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from annotation.models import (
@@ -83,6 +84,15 @@ def _lease_window(project, now):
     return now + timedelta(seconds=project.lease_seconds)
 
 
+# What the task screen shows of a leased comparison (selectors.comparison_context_for).
+_TASK_RELATED = (
+    "comparison__dialogue",
+    "comparison__response_a",
+    "comparison__response_b",
+    "comparison__batch__project",
+)
+
+
 def assignment_next(*, annotator, project):
     """The annotator's current comparison in this project, leasing a new one when needed.
 
@@ -102,7 +112,9 @@ def assignment_next(*, annotator, project):
             annotator=annotator, status=Assignment.Status.OPEN, expires_at__gt=now
         )
         current = held.filter(comparison__batch__project=project, comparison__batch__is_open=True)
-        current = current.order_by("served_at").first()
+        current = (
+            current.select_related(*_TASK_RELATED).order_by("served_at").first()
+        )
         if current:
             return current
         if held.count() >= settings.MARGIN_MAX_OPEN_LEASES:
@@ -157,11 +169,30 @@ def _comparison_pick(*, annotator, project, now):
     return None
 
 
+# How many of the best candidates one locking statement tries before looking further.
+_SHORTLIST = 16
+
+
 def _comparison_lock_first(queue, *, skip_locked):
+    """Lock the best comparison of `queue` that still has room once locked, or None.
+
+    `queue` is grouped (see comparisons_available_for), so it cannot be locked itself: take a
+    shortlist of ids from it, lock the first of those we can, in the same order.
+    """
     while True:
-        comparison = _lock(queue, skip_locked=skip_locked).first()
-        if comparison is None:
+        ids = list(queue.values_list("pk", flat=True)[:_SHORTLIST])
+        if not ids:
             return None
+        in_order = Case(*(When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)))
+        comparison = (
+            _lock(Comparison.objects.filter(pk__in=ids), skip_locked=skip_locked)
+            .select_related(*(name.removeprefix("comparison__") for name in _TASK_RELATED))
+            .order_by(in_order)
+            .first()
+        )
+        if comparison is None:  # all locked by others right now
+            queue = queue.exclude(pk__in=ids)
+            continue
         # PostgreSQL (READ COMMITTED) counted the leases in a snapshot taken before the lock
         # was granted, so a lease committed in between was missed and the comparison could go
         # to one annotator too many. Count again, in a fresh snapshot, now the row is ours.
