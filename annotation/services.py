@@ -6,7 +6,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from annotation.models import (
@@ -169,7 +168,7 @@ def _comparison_pick(*, annotator, project, now):
     return None
 
 
-# How many of the best candidates one locking statement tries before looking further.
+# How many of the best candidates to fetch at once; the first one we can lock is taken.
 _SHORTLIST = 16
 
 
@@ -177,28 +176,28 @@ def _comparison_lock_first(queue, *, skip_locked):
     """Lock the best comparison of `queue` that still has room once locked, or None.
 
     `queue` is grouped (see comparisons_available_for), so it cannot be locked itself: take a
-    shortlist of ids from it, lock the first of those we can, in the same order.
+    shortlist of ids from it and lock the first of those we can, in the same order.
     """
+    related = [name.removeprefix("comparison__") for name in _TASK_RELATED]
     while True:
         ids = list(queue.values_list("pk", flat=True)[:_SHORTLIST])
         if not ids:
             return None
-        in_order = Case(*(When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)))
-        comparison = (
-            _lock(Comparison.objects.filter(pk__in=ids), skip_locked=skip_locked)
-            .select_related(*(name.removeprefix("comparison__") for name in _TASK_RELATED))
-            .order_by(in_order)
-            .first()
-        )
-        if comparison is None:  # all locked by others right now
-            queue = queue.exclude(pk__in=ids)
-            continue
-        # PostgreSQL (READ COMMITTED) counted the leases in a snapshot taken before the lock
-        # was granted, so a lease committed in between was missed and the comparison could go
-        # to one annotator too many. Count again, in a fresh snapshot, now the row is ours.
-        if queue.filter(pk=comparison.pk).exists():
-            return comparison
-        queue = queue.exclude(pk=comparison.pk)
+        for pk in ids:
+            comparison = (
+                _lock(Comparison.objects.filter(pk=pk), skip_locked=skip_locked)
+                .select_related(*related)
+                .first()
+            )
+            if comparison is None:  # locked by another annotator right now
+                continue
+            # PostgreSQL (READ COMMITTED) counted the leases in a snapshot taken before the
+            # lock was granted, so a lease committed in between was missed and the comparison
+            # could go to one annotator too many. Count again, in a fresh snapshot, now the row
+            # is ours. (SQLite's IMMEDIATE transaction already counted after taking the lock.)
+            if not connection.features.has_select_for_update or queue.filter(pk=pk).exists():
+                return comparison
+        queue = queue.exclude(pk__in=ids)
 
 
 def assignment_take_reserved(*, annotator, comparison):
