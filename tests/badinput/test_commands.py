@@ -114,6 +114,9 @@ CASES = {
         ["evaluate_reward_model", "--project", "Nope", "--all"], "Unknown project 'Nope'."),
     "evaluate_reward_model: unknown model": (
         ["evaluate_reward_model", "--project", "Helpful", "--model", "ghost"], "no reward model named 'ghost'"),
+    "evaluate_reward_model: --json into a missing folder": (
+        ["evaluate_reward_model", "--project", "Helpful", "--all", "--json", "{tmp}/no/such/r.json"],
+        "--json: the folder {tmp}/no/such does not exist."),
     # score_responses
     "score_responses: batch size zero": (
         ["score_responses", "--model", "x", "--input", "{tmp}/good.jsonl", "--output", "{tmp}/o.jsonl",

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -34,6 +35,8 @@ class Command(BaseCommand):
     def handle(self, *args, model, all, project, against, json_path, **options):
         if bool(model) == bool(all):
             raise CommandError("Give either --model NAME or --all.")
+        if json_path and not Path(json_path).resolve().parent.is_dir():  # before the slow part
+            raise CommandError(f"--json: the folder {Path(json_path).resolve().parent} does not exist.")
         try:
             project_row = Project.objects.get(name=project)
         except Project.DoesNotExist:
