@@ -207,3 +207,14 @@ def test_a_username_longer_than_any_account_is_refused_before_login_is_tried(cli
     response = client.post(reverse("login"), {"username": "a" * 10_000, "password": "x"})
     assert response.status_code == 200 and "did not match" in response.content.decode()
     assert not AccessAttempt.objects.filter(username__startswith="aaaa").exists()
+
+
+def test_a_request_body_past_djangos_limit_is_a_400(client, annotator, settings):
+    """Text far past every field's limit never reaches a form: Django refuses the body
+    (DATA_UPLOAD_MAX_MEMORY_SIZE) with a 400."""
+    batch = BatchFactory()
+    before = db_snapshot()
+    body = {"prompt": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}
+    response = client.post(reverse("annotation:write", args=[batch.project.pk]), body, **HX)
+    assert response.status_code == 400
+    assert_unchanged(before)
