@@ -162,7 +162,7 @@ def _comparison_pick(*, annotator, project, now):
     row_locks = connection.features.has_select_for_update_skip_locked
     for skip_locked in (True, False) if row_locks else (False,):
         for queue in queues:
-            comparison = _comparison_lock_first(queue, skip_locked=skip_locked)
+            comparison = _comparison_lock_first(queue, annotator=annotator, skip_locked=skip_locked)
             if comparison is not None:
                 return comparison
     return None
@@ -172,7 +172,7 @@ def _comparison_pick(*, annotator, project, now):
 _SHORTLIST = 16
 
 
-def _comparison_lock_first(queue, *, skip_locked):
+def _comparison_lock_first(queue, *, annotator, skip_locked):
     """Lock the best comparison of `queue` that still has room once locked, or None.
 
     `queue` is grouped (see comparisons_available_for), so it cannot be locked itself: take a
@@ -195,9 +195,19 @@ def _comparison_lock_first(queue, *, skip_locked):
             # lock was granted, so a lease committed in between was missed and the comparison
             # could go to one annotator too many. Count again, in a fresh snapshot, now the row
             # is ours. (SQLite's IMMEDIATE transaction already counted after taking the lock.)
-            if not connection.features.has_select_for_update or queue.filter(pk=pk).exists():
+            if not connection.features.has_select_for_update or _has_room(comparison, annotator):
                 return comparison
         queue = queue.exclude(pk__in=ids)
+
+
+def _has_room(comparison, annotator):
+    """Capacity as comparisons_available_for counts it: judgments + live leases of others."""
+    if comparison.is_gold:
+        return True
+    leases = comparison.assignments.filter(
+        status=Assignment.Status.OPEN, expires_at__gt=timezone.now()
+    ).exclude(annotator=annotator)
+    return comparison.judgments.count() + leases.count() < comparison.wanted
 
 
 def assignment_take_reserved(*, annotator, comparison):

@@ -90,6 +90,9 @@ class ThrowawayPostgres:
         self.url = f"postgres://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
         return self.url
 
+    def postmaster_pid(self):
+        return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
     def stop(self):
         if self.folder is None:
             return
