@@ -1,18 +1,25 @@
 """The assignment and judgment services under contention, each thread with its own connection:
 annotators asking for work at the same moment, and a training job writing while they judge."""
 
+import threading
 import time
 from collections import Counter
 
 import pytest
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from annotation import services
 from annotation.models import Assignment, Judgment, Strength
 from margin.jobs import job_progress
 from margin.models import Job
 from tests.concurrency.conftest import run_in_threads
-from tests.factories import BatchFactory, ComparisonFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    BatchFactory,
+    ComparisonFactory,
+    JudgmentFactory,
+    ProjectFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.db_sensitive, pytest.mark.django_db(transaction=True)]
 
@@ -35,6 +42,48 @@ def test_annotators_asking_at_the_same_moment_never_overfill_a_comparison():
         )
         assert sorted(per_comparison.values()) == [2] * 8
         assert services.assignment_next(annotator=UserFactory(), project=project) is None
+
+
+def test_an_annotator_is_not_kept_waiting_by_a_comparison_another_is_taking():
+    """PostgreSQL: assignment skips a comparison row another transaction holds locked
+    (select_for_update(skip_locked=True)) and serves the next one at once."""
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite has no row locks: its IMMEDIATE transactions serialise writers")
+    project = ProjectFactory(judgments_per_comparison=1, gold_share=0)
+    batch = BatchFactory(project=project)
+    ComparisonFactory.create_batch(2, batch=batch)
+    first, second = UserFactory(), UserFactory()
+    holding, release, taken = threading.Event(), threading.Event(), []
+
+    def slow_request():  # leases a comparison and keeps its transaction (and row lock) open
+        try:
+            with transaction.atomic():
+                taken.append(services.assignment_next(annotator=first, project=project))
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        lease = services.assignment_next(annotator=second, project=project)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(10)
+    assert lease is not None and lease.comparison_id != taken[0].comparison_id
+    assert waited < 2, f"waited {waited:.1f} s for another annotator's lock"
+
+
+def test_the_database_refuses_a_second_judgment_by_the_same_annotator():
+    """The unique constraint holds on both databases, whatever the services do."""
+    judgment = JudgmentFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        JudgmentFactory(comparison=judgment.comparison, annotator=judgment.annotator)
+    assert Judgment.objects.count() == 1
 
 
 def test_a_training_job_writing_results_does_not_lock_annotators_out():
