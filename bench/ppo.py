@@ -13,8 +13,10 @@ first iteration of each side is a warm-up and is left out of the mean. The rewar
 is untrained (seeded): scoring costs the same as with a trained one, which is all a timing needs.
 
 demo: PPO (our code, `ppo_train`) on SmolLM2; mean reward on the training prompts is measured
-before and after with fixed seeds. No trained reward model ships with the repo, so the reward is
-either the reward model above (`--reward rm`, default: its untrained head makes the score an
+before and after with fixed seeds. No trained reward model ships with the repo; the reward is
+the README's trained RMs (`--reward trained`, Llama 2's combined reward; HH prompts are
+red-teaming prompts, so the safety RM scores them), or
+the untrained-head reward model above (`--reward rm`, default: its untrained head makes the score an
 arbitrary but fixed, dense function of the dialogue, which is what shows whether PPO climbs a
 reward) or a toy brevity reward: `--reward characters` (the response's length in characters / (4 x max_new_tokens): longer
 words, no early stop; dense and decided by the response alone) or `--reward brevity` (minus the
@@ -168,6 +170,17 @@ def demo(args):
         from rlhf.rewards import combined_reward_fn
 
         reward_fn = combined_reward_fn(load_scorer(bench_reward_model(policy_path), "cpu"))
+    elif args.reward == "trained":
+        from rewardmodel.scoring import load_scorer
+        from rlhf.rewards import combined_reward_fn
+
+        # The README's RMs (scripts/reward-models). HH harmless prompts are red-teaming prompts,
+        # so the Llama 2 gate takes the safety RM's score for every one of them.
+        trained = [STORE / "reward_models" / f"{name}-smollm2" / "model" for name in ("helpfulness", "safety")]
+        if not all(path.is_dir() for path in trained):
+            sys.exit("--reward trained needs the RMs of `scripts/reward-models` in var/models/reward_models/")
+        reward_fn = combined_reward_fn(load_scorer(trained[0], "cpu"), load_scorer(trained[1], "cpu"),
+                                       is_safety=lambda conversation: True)
     else:
         reward_fn = characters if args.reward == "characters" else brevity
 
@@ -183,7 +196,8 @@ def demo(args):
     print(f"mean reward on the {len(prompts)} training prompts before PPO: {before:.3f}")
     config = PPOConfig.from_dict({"preset": "cpu", "iterations": args.iterations, "batch_size": args.rollouts,
                                   "minibatch_size": args.minibatch, "max_new_tokens": max_new_tokens,
-                                  "checkpoint_every": args.iterations, "learning_rate": args.learning_rate})
+                                  "checkpoint_every": args.iterations, "learning_rate": args.learning_rate,
+                                  "kl_beta": args.kl_beta})
     out = Path(tempfile.mkdtemp(prefix="ppo-demo-"))
     start = time.perf_counter()
     result = ppo_train(config, policy_path, prompts, reward_fn, out, device="cpu",
@@ -220,7 +234,9 @@ def main():
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (compare) / PPO iterations (demo)")
     parser.add_argument("--eval-samples", type=int, default=2, help="demo: samples per prompt for the mean reward")
     parser.add_argument("--learning-rate", type=float, default=1e-5, help="demo: PPO learning rate")
-    parser.add_argument("--reward", choices=["rm", "characters", "brevity"], default="rm", help="demo: the reward PPO climbs")
+    parser.add_argument("--reward", choices=["rm", "trained", "characters", "brevity"], default="rm",
+                        help="demo: the reward PPO climbs (trained: the README's safety and helpfulness RMs)")
+    parser.add_argument("--kl-beta", type=float, default=0.01, help="demo: per-token KL penalty (paper: 0.01)")
     args = parser.parse_args()
     compare(args) if args.mode == "compare" else demo(args)
 
