@@ -6,7 +6,7 @@ Starts a throwaway PostgreSQL (tests/pg.py, PostgreSQL's durable defaults; `--da
 uses a SQLite file instead, for comparison), migrates, seeds one project (3 judgments wanted per
 comparison, no gold) with enough comparisons and the annotator accounts with logged-in sessions,
 and starts gunicorn with margin.settings and DJANGO_DEBUG=0 (gthread workers, a new database
-connection per request as margin.settings has it; `--conn-max-age 60` keeps them). Then one
+connection per request, margin.settings' default; `--conn-max-age 60` keeps them). Then one
 asyncio task per annotator (httpx) loops until time is up: GET the next comparison (the #task
 fragment htmx loads), think (`--think`, 5 s on average: a real annotator reading two responses
 takes 20-60 s, so 50 of these are a busy team of several hundred), POST the judgment form with
@@ -146,15 +146,6 @@ def seed(n_annotators, n_comparisons):
     return project.pk, sessions
 
 
-GUNICORN_CONFIG = """
-def post_worker_init(worker):
-    from django.conf import settings
-
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = {conn_max_age}
-    settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-"""
-
-
 def start_gunicorn(args, env, port, log_path):
     command = [
         str(REPO / ".venv" / "bin" / "gunicorn"), "margin.wsgi",
@@ -162,9 +153,7 @@ def start_gunicorn(args, env, port, log_path):
         "--threads", str(args.threads), "--worker-class", "gthread",
     ]
     if args.conn_max_age is not None:
-        config = Path(log_path).with_name("gunicorn.conf.py")
-        config.write_text(GUNICORN_CONFIG.format(conn_max_age=args.conn_max_age))
-        command += ["--config", str(config)]
+        env = {**env, "MARGIN_DB_CONN_MAX_AGE": str(args.conn_max_age)}
     log = open(log_path, "w")
     server = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)

@@ -27,6 +27,17 @@ class EmptyFile(ValueError):
     pass
 
 
+class TooLarge(ValueError):
+    """A gzip file whose content, once decompressed, is over the import limit."""
+
+
+def _too_large(limits):
+    return TooLarge(
+        f"The file is over the import limit of {limits.max_file_bytes} bytes once decompressed "
+        "(MARGIN_IMPORT_MAX_BYTES); nothing was imported."
+    )
+
+
 # --- the file layer -------------------------------------------------------------------------------
 
 
@@ -83,7 +94,7 @@ def utf8_check(path) -> None:
 
 
 def _json_lines(stream, limits):
-    number = 0
+    number = total = 0
     while True:
         number += 1
         try:
@@ -93,12 +104,18 @@ def _json_lines(stream, limits):
             return
         if line == b"":
             return
+        total += len(line)
+        if total > limits.max_file_bytes:  # a gzip bomb, or a plain file that grew while read
+            raise _too_large(limits)
         if len(line) > limits.max_line_bytes and not line.endswith(b"\n"):
             yield number, RecordError(
                 number, "(line)", f"longer than the limit of {limits.max_line_bytes} bytes"
             )
             while line and not line.endswith(b"\n"):  # skip the rest of the huge line
                 line = stream.readline(limits.max_line_bytes)
+                total += len(line)
+                if total > limits.max_file_bytes:
+                    raise _too_large(limits)
             continue
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM):]
@@ -124,6 +141,8 @@ def _json_array(stream, limits):
     except (EOFError, OSError, zlib.error) as bad:
         yield 1, RecordError(1, "(file)", f"cannot be read: {bad}")
         return
+    if len(data) > limits.max_file_bytes:
+        raise _too_large(limits)
     data = data[len(BOM):] if data.startswith(BOM) else data
     try:
         items = json.loads(data.decode("utf-8"))

@@ -17,7 +17,7 @@ from django.db import transaction
 from annotation.models import AuditEvent, Batch, Comparison, Dialogue, Judgment, Turn
 from annotation.services import batch_current, comparison_create
 from dataio.exporters import annotator_pseudonym
-from dataio.formats import PARSERS, EmptyFile, ReadOptions, raw_records
+from dataio.formats import PARSERS, EmptyFile, ReadOptions, TooLarge, raw_records
 from dataio.records import MAX_NUMBER, Limits, RecordError, content_key, record_validate, records_merge
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
@@ -76,8 +76,8 @@ def records_read(*, stream, fmt, options: ReadOptions, limits: Limits, report: I
     try:
         for line, raw in raw_records(stream, limits):
             _record_read(parse, line, raw, options, limits, records, report)
-    except EmptyFile as empty:
-        raise ImportRejected(f"{options.source}: {empty}" if options.source else str(empty), report) from empty
+    except (EmptyFile, TooLarge) as refused:
+        raise ImportRejected(f"{options.source}: {refused}" if options.source else str(refused), report) from refused
     report.records = len(records)
     return records
 

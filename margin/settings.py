@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MARGIN_VAR_DIR", BASE_DIR / "var"))
@@ -16,6 +17,19 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its file's fo
 
 def env_bool(name, default):
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_number(name, default, kind=int):
+    """A number from the environment; a bad value stops start-up with the variable's name."""
+    value = os.environ.get(name, str(default))
+    try:
+        number = kind(value)
+    except ValueError:
+        wanted = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {wanted}, got {value!r}") from None
+    if number < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, got {value!r}")
+    return number
 
 
 def env_list(name, default):
@@ -80,7 +94,11 @@ WSGI_APPLICATION = "margin.wsgi.application"
 # SQLite in WAL mode by default; PostgreSQL (or anything dj-database-url knows) via DATABASE_URL.
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'margin.sqlite3'}", conn_max_age=0
+        default=f"sqlite:///{VAR_DIR / 'margin.sqlite3'}",
+        # Seconds a connection is kept between requests; on PostgreSQL 60 halves the server CPU
+        # per request (bench/load.py --conn-max-age). Health checks drop a connection that died.
+        conn_max_age=env_number("MARGIN_DB_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -126,8 +144,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_FAILURE_LIMIT = env_number("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_number("AXES_COOLOFF_MINUTES", 15))
 # Username and address together: a guesser locks out that account from that address, and
 # cannot lock a colleague out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -136,7 +154,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 # Behind reverse proxies every request comes from the nearest proxy's address: set this to the
 # number of proxies in front of the app, and the address the outermost one saw is used. Left at
 # 0, X-Forwarded-For is ignored (a client could write anything there).
-MARGIN_TRUSTED_PROXIES = int(os.environ.get("MARGIN_TRUSTED_PROXIES", "0"))
+MARGIN_TRUSTED_PROXIES = env_number("MARGIN_TRUSTED_PROXIES", 0)
 
 
 def axes_client_ip(request):
@@ -172,13 +190,13 @@ MARGIN_MODEL_STORE = Path(os.environ.get("MARGIN_MODEL_STORE", VAR_DIR / "models
 MARGIN_PAIR_TEMPERATURES = [
     float(t) for t in env_list("MARGIN_PAIR_TEMPERATURES", "0.7,1.0")
 ]
-MARGIN_MAX_NEW_TOKENS = int(os.environ.get("MARGIN_MAX_NEW_TOKENS", "128"))
+MARGIN_MAX_NEW_TOKENS = env_number("MARGIN_MAX_NEW_TOKENS", 128)
 # A running job's worker renews its lease every third of this (margin.jobs); a lease this old
 # means the worker died, and the reconciler, every MARGIN_RECONCILE_SECONDS, re-queues the job.
-MARGIN_JOB_LEASE_SECONDS = int(os.environ.get("MARGIN_JOB_LEASE_SECONDS", "60"))
-MARGIN_RECONCILE_SECONDS = float(os.environ.get("MARGIN_RECONCILE_SECONDS", "60"))
+MARGIN_JOB_LEASE_SECONDS = env_number("MARGIN_JOB_LEASE_SECONDS", 60)
+MARGIN_RECONCILE_SECONDS = env_number("MARGIN_RECONCILE_SECONDS", 60, float)
 # A queued job's message is sent again this long after the last send (a broker restarted empty).
-MARGIN_JOB_RESEND_SECONDS = int(os.environ.get("MARGIN_JOB_RESEND_SECONDS", "600"))
+MARGIN_JOB_RESEND_SECONDS = env_number("MARGIN_JOB_RESEND_SECONDS", 600)
 
 LOGGING = {
     "version": 1,
@@ -189,14 +207,14 @@ LOGGING = {
 
 # --- Annotation -----------------------------------------------------------------------------------
 # Leases one annotator may hold at once, over all projects (one per project in the normal flow).
-MARGIN_MAX_OPEN_LEASES = int(os.environ.get("MARGIN_MAX_OPEN_LEASES", "3"))
-MARGIN_MAX_TEXT_CHARS = int(os.environ.get("MARGIN_MAX_TEXT_CHARS", "20000"))
+MARGIN_MAX_OPEN_LEASES = env_number("MARGIN_MAX_OPEN_LEASES", 3)
+MARGIN_MAX_TEXT_CHARS = env_number("MARGIN_MAX_TEXT_CHARS", 20000)
 # Imports (dataio): a bigger file, line or record count is refused with a clear message.
-MARGIN_IMPORT_MAX_BYTES = int(os.environ.get("MARGIN_IMPORT_MAX_BYTES", str(500 * 2**20)))
-MARGIN_IMPORT_MAX_LINE_BYTES = int(os.environ.get("MARGIN_IMPORT_MAX_LINE_BYTES", str(2**20)))
-MARGIN_IMPORT_MAX_RECORDS = int(os.environ.get("MARGIN_IMPORT_MAX_RECORDS", "200000"))
+MARGIN_IMPORT_MAX_BYTES = env_number("MARGIN_IMPORT_MAX_BYTES", 500 * 2**20)
+MARGIN_IMPORT_MAX_LINE_BYTES = env_number("MARGIN_IMPORT_MAX_LINE_BYTES", 2**20)
+MARGIN_IMPORT_MAX_RECORDS = env_number("MARGIN_IMPORT_MAX_RECORDS", 200000)
 # The staff upload page imports inside the web request: larger files go through `import_data`.
-MARGIN_UPLOAD_MAX_BYTES = int(os.environ.get("MARGIN_UPLOAD_MAX_BYTES", str(20 * 2**20)))
+MARGIN_UPLOAD_MAX_BYTES = env_number("MARGIN_UPLOAD_MAX_BYTES", 20 * 2**20)
 # Real preference data (the repository's ../shared/data) used by the demo seed.
 MARGIN_SHARED_DATA = Path(os.environ.get("MARGIN_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 # Fail fast when Redis is down instead of hanging a web request; the job row stays queued and

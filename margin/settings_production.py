@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from margin.settings import *  # noqa: F401,F403
-from margin.settings import DEVELOPMENT_SECRET_KEY, MIDDLEWARE, env_bool
+from margin.settings import DEVELOPMENT_SECRET_KEY, MIDDLEWARE, env_bool, env_number
 
 # Secrets come from the environment only: SECRET_KEY here, database and Redis credentials inside
 # DATABASE_URL and REDIS_URL (margin.settings reads both; neither has a credentialed default).
@@ -23,7 +23,7 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(60 * 60 * 24 * 365)))
+SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

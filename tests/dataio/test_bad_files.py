@@ -98,6 +98,25 @@ def test_file_size_and_record_count_limits(helpful, tmp_path, settings):
     assert not Dialogue.objects.exists()
 
 
+@pytest.mark.parametrize("fmt, body", [
+    ("margin", (_line() + "\n").encode() * 3 + b" " * 400_000),  # blank lines do not count as records
+    ("pandalm", b"[" + b" " * 400_000 + b"]"),
+])
+def test_a_gzip_file_over_the_limit_once_decompressed_is_refused(helpful, tmp_path, settings, fmt, body):
+    # Under 1 KB on disk, 400 KB inside: the limit applies to what is read, not to the file.
+    bomb = tmp_path / "bomb.json.gz"
+    bomb.write_bytes(gzip.compress(body))
+    assert bomb.stat().st_size < 1000
+    settings.MARGIN_IMPORT_MAX_BYTES = 100_000
+    with pytest.raises(CommandError, match="bomb.json.gz: The file is over the import limit of 100000 bytes once decompressed"):
+        call_command("import_data", str(bomb), project="Helpful", fmt=fmt, verbosity=0)
+    assert not Dialogue.objects.exists()
+    settings.MARGIN_IMPORT_MAX_BYTES = 1_000_000
+    if fmt == "margin":  # under a higher limit the same file imports
+        call_command("import_data", str(bomb), project="Helpful", fmt=fmt, verbosity=0)
+        assert Comparison.objects.exists()
+
+
 def test_not_utf8_and_broken_gzip_are_reported(helpful, tmp_path):
     latin = tmp_path / "latin.jsonl"
     record = {**PAIR, "messages": [{"role": "user", "content": "caf\u00e9"}]}
