@@ -5,6 +5,8 @@ import json
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
+from dataio.formats import TOO_DEEP
+
 
 class ProgressBar:
     """An `on_progress(step, total, metrics=None, log_line=None)` callback drawing a tqdm bar."""
@@ -37,4 +39,6 @@ def parse_settings(pairs: list[str]) -> dict:
             values[name] = json.loads(raw)
         except json.JSONDecodeError:
             values[name] = raw  # a bare word is a string
+        except RecursionError:
+            raise CommandError(f"--set {name}: {TOO_DEEP}") from None
     return values

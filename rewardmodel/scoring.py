@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from dataio.formats import TOO_DEEP
 from rewardmodel.modeling import check_messages, encode, load_for_scoring, pad_batch, scores
 
 
@@ -90,6 +91,8 @@ def read_scoring_input(path: Path | str) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError as bad:
                 raise ScoringInputError(number, "(line)", f"not JSON: {bad}") from bad
+            except RecursionError:
+                raise ScoringInputError(number, "(line)", TOO_DEEP) from None
             if not isinstance(record, dict):
                 raise ScoringInputError(number, "(line)", "expected a JSON object")
             if "id" not in record:

@@ -33,6 +33,7 @@ def world(db, settings, tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "typed.json").write_text(json.dumps({"kl_beta": "high"}))
     (tmp_path / "nul.json").write_text('{"policy": "base\\u0000"}')
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000 + "\n")  # past Python's recursion limit
     return tmp_path
 
 
@@ -142,6 +143,18 @@ CASES = {
         ["sample", "--prompts", "{tmp}/good.jsonl", "--out", "{tmp}/o.jsonl", "--temperature", "hot"],
         "argument --temperature: invalid float value: 'hot'"),
     # the policy jobs
+    "train_ppo: config nested too deeply": (["train_ppo", "--config", "{tmp}/deep.json"], "JSON nested too deeply"),
+    "train_reward_model: config nested too deeply": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--config", "{tmp}/deep.json"],
+        "--config {tmp}/deep.json: JSON nested too deeply"),
+    "train_reward_model: --set nested too deeply": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "lr=" + "[" * 100_000],
+        "--set lr: JSON nested too deeply"),
+    "score_responses: input nested too deeply": (
+        ["score_responses", "--model", "x", "--input", "{tmp}/deep.json", "--output", "{tmp}/o.jsonl"],
+        "line 1, field “(line)”: JSON nested too deeply"),
+    "sample: prompts nested too deeply": (["sample", "--prompts", "{tmp}/deep.json", "--out", "{tmp}/o.jsonl"],
+                                          "deep.json line 1: JSON nested too deeply"),
     "train_ppo: config not an object": (["train_ppo", "--config", "{tmp}/list.json"], "expected a JSON object"),
     "train_ppo: config not UTF-8": (["train_ppo", "--config", "{tmp}/latin1.jsonl"],
                                     "latin1.jsonl, line 2, field “(line)”: not UTF-8 text: byte 0xe9"),

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from dataio.formats import utf8_check
+from dataio.formats import TOO_DEEP, utf8_check
 from dataio.records import RecordError
 from margin.cli import ProgressBar, parse_settings
 from rewardmodel.config import config_help
@@ -66,6 +66,8 @@ def _read_config(path):
         raise CommandError(f"--config {path}, {problem}") from problem
     except json.JSONDecodeError as problem:
         raise CommandError(f"--config {path} is not JSON: {problem}") from problem
+    except RecursionError:
+        raise CommandError(f"--config {path}: {TOO_DEEP}") from None
     if not isinstance(values, dict):
         raise CommandError(f"--config {path} must hold a JSON object of config fields")
     return values

@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from dataio.formats import utf8_check
+from dataio.formats import TOO_DEEP, utf8_check
 from dataio.records import RecordError
 from margin.models import Job
 
@@ -75,6 +75,8 @@ class PolicyJobCommand(BaseCommand):
                 config = json.loads(options["config"].read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as bad:
                 raise CommandError(f"--config {options['config']}: {bad}") from bad
+            except RecursionError:
+                raise CommandError(f"--config {options['config']}: {TOO_DEEP}") from None
             except RecordError as bad:  # "--config ppo.json, line 2, field “(line)”: not UTF-8 ..."
                 raise CommandError(f"--config {options['config']}, {bad}") from bad
             if not isinstance(config, dict):

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from dataio.formats import utf8_check
+from dataio.formats import TOO_DEEP, utf8_check
 from dataio.records import ROLES, RecordError
 from rlhf.models import PolicyVersion
 from rlhf.services import policy_prompts, policy_version_resolve
@@ -30,6 +30,8 @@ def prompts_read(path: Path) -> list[list[dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as bad:
             raise CommandError(f"{path} line {number}: not JSON ({bad.msg})") from bad
+        except RecursionError:
+            raise CommandError(f"{path} line {number}: {TOO_DEEP}") from None
         if isinstance(record, dict) and isinstance(record.get("prompt"), str):
             prompts.append([{"role": "user", "content": record["prompt"]}])
         elif isinstance(record, dict) and isinstance(record.get("messages"), list):
