@@ -184,19 +184,25 @@ def _comparison_lock_first(queue, *, annotator, skip_locked):
         if not ids:
             return None
         for pk in ids:
+            if not connection.features.has_select_for_update:
+                # SQLite's IMMEDIATE transaction counted after taking the write lock: no recount.
+                return Comparison.objects.select_related(*related).get(pk=pk)
+            savepoint = transaction.savepoint()
             comparison = (
                 _lock(Comparison.objects.filter(pk=pk), skip_locked=skip_locked)
                 .select_related(*related)
                 .first()
             )
-            if comparison is None:  # locked by another annotator right now
-                continue
             # PostgreSQL (READ COMMITTED) counted the leases in a snapshot taken before the
             # lock was granted, so a lease committed in between was missed and the comparison
             # could go to one annotator too many. Count again, in a fresh snapshot, now the row
-            # is ours. (SQLite's IMMEDIATE transaction already counted after taking the lock.)
-            if not connection.features.has_select_for_update or _has_room(comparison, annotator):
+            # is ours.
+            if comparison is not None and _has_room(comparison, annotator):
+                transaction.savepoint_commit(savepoint)
                 return comparison
+            # Let go of a row we will not use: holding it while the wait pass waits for another
+            # annotator's row could deadlock the two of us.
+            transaction.savepoint_rollback(savepoint)
         queue = queue.exclude(pk__in=ids)
 
 

@@ -130,3 +130,32 @@ def test_a_training_job_writing_results_does_not_lock_annotators_out():
     assert sum(len(j) for j in judged) == Judgment.objects.count() == 12 * 2
     job.refresh_from_db()
     assert job.progress_step == steps and job.log.count("\n") == steps
+
+
+def test_a_comparison_found_full_under_its_lock_is_let_go_at_once():
+    """PostgreSQL: the recount under the lock can find a comparison full (a lease committed
+    after the candidates were listed); its row lock is released before moving on, so two
+    annotators waiting for each other's rows cannot deadlock."""
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite has no row locks")
+    project = ProjectFactory(judgments_per_comparison=1, gold_share=0)
+    batch = BatchFactory(project=project)
+    full, free = ComparisonFactory(batch=batch), ComparisonFactory(batch=batch)
+    JudgmentFactory(comparison=full)
+    annotator, locked_elsewhere = UserFactory(), []
+    with transaction.atomic():
+        # Both rows as candidates, in this order: as if `full` filled up after the listing.
+        queue = services.Comparison.objects.filter(pk__in=[full.pk, free.pk]).order_by("pk")
+        picked = services._comparison_lock_first(queue, annotator=annotator, skip_locked=False)
+        assert picked == free
+
+        def lock_full_now():
+            with transaction.atomic():
+                try:
+                    services.Comparison.objects.select_for_update(nowait=True).get(pk=full.pk)
+                except OperationalError:
+                    return True
+            return False
+
+        locked_elsewhere = run_in_threads(lambda _: lock_full_now(), [None])
+    assert locked_elsewhere == [False], "the full comparison stayed locked by the request that skipped it"
