@@ -1,8 +1,9 @@
 """The sampling engine: K samples per prompt, exact token ids, stop rules, seeds, left padding."""
 
 import pytest
+import torch
 
-from rlhf.generation import SamplingConfig, sample_responses
+from rlhf.generation import SamplingConfig, nucleus_sample, sample_responses
 
 SHORT = [{"role": "user", "content": "Hi"}]
 QUESTION = [{"role": "user", "content": "What is a reward model?"}]
@@ -73,3 +74,39 @@ def test_k_must_be_positive(tiny_lm):
     model, tokenizer = tiny_lm
     with pytest.raises(ValueError, match="k must be"):
         sample_responses(model, tokenizer, [SHORT], SamplingConfig(), k=0)
+
+
+def _hf_nucleus(logits, temperature, top_p):
+    """HF's own temperature + top-p warpers: the distribution our sampler must draw from."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    scores = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits.clone()))
+    return torch.softmax(scores, dim=-1)
+
+
+@pytest.mark.parametrize("top_p, candidates", [
+    (0.9, 16),   # the nucleus lies inside the top candidates
+    (0.9, 3),    # it reaches past them: the row is sorted whole
+    (1.0, 16),   # no nucleus: the whole vocabulary
+])
+def test_nucleus_sampler_draws_from_hf_top_p_distribution(top_p, candidates):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 40) * 2
+    expected = _hf_nucleus(logits, 0.8, top_p)
+    draws = 20_000
+    tokens = nucleus_sample(logits.repeat(draws, 1), 0.8, top_p, candidates).view(draws, 2)
+    for row in range(2):
+        counts = torch.bincount(tokens[:, row], minlength=40).float() / draws
+        assert counts[expected[row] == 0].sum() == 0  # never a token outside the nucleus
+        assert torch.allclose(counts, expected[row], atol=0.012), (counts - expected[row]).abs().max()
+
+
+def test_engine_samples_only_nucleus_tokens_at_every_step(tiny_lm):
+    # top_p so small that only the most likely token survives: sampling must equal greedy.
+    model, tokenizer = tiny_lm
+    nucleus = SamplingConfig(temperature=1.0, top_p=1e-6, max_new_tokens=8, seed=3)
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=8)
+    sampled = sample_responses(model, tokenizer, [SHORT, LONG], nucleus, k=3)
+    expected = sample_responses(model, tokenizer, [SHORT, LONG], greedy, k=1)
+    for per_prompt, (alone,) in zip(sampled, expected):
+        assert {tuple(s.response_ids) for s in per_prompt} == {tuple(alone.response_ids)}
