@@ -80,7 +80,8 @@ def sft_train(
     steps = math.ceil(len(order) / config.batch_size)
     # Llama 2 trained with AdamW (0.9, 0.95, eps 1e-5) throughout (sec. 2.2); cosine schedule (sec. 3.1).
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  betas=(0.9, 0.95), eps=1e-5, weight_decay=config.weight_decay)
+                                  betas=(0.9, 0.95), eps=1e-5, weight_decay=config.weight_decay,
+                                  fused=True)  # one kernel over all parameters: faster on CPU and GPU
     schedule = get_cosine_with_min_lr_schedule_with_warmup(optimizer, 0, steps, min_lr_rate=config.min_lr_ratio)
     model.train()
     losses = []
