@@ -184,15 +184,20 @@ def demo(args):
     else:
         reward_fn = characters if args.reward == "characters" else brevity
 
-    def mean_reward(path):
+    def prompt_rewards(path):
+        """Mean reward of each prompt's --eval-samples responses: prompts are the paired unit,
+        since a reward model's score depends on the prompt far more than on the answer."""
         model, _ = load_policy(path, "cpu")
         sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=1234)
         samples = sample_responses(model, tokenizer, prompts, sampling, k=args.eval_samples)
         texts = [p + [{"role": "assistant", "content": s.text}] for p, per in zip(prompts, samples) for s in per]
-        return statistics.fmean(reward_fn(texts))
+        rewards = reward_fn(texts)
+        k = args.eval_samples
+        return [statistics.fmean(rewards[i * k : (i + 1) * k]) for i in range(len(prompts))]
 
     _, tokenizer = load_policy(policy_path, "cpu")
-    before = mean_reward(policy_path)
+    before_per_prompt = prompt_rewards(policy_path)
+    before = statistics.fmean(before_per_prompt)
     print(f"mean reward on the {len(prompts)} training prompts before PPO: {before:.3f}")
     config = PPOConfig.from_dict({"preset": "cpu", "iterations": args.iterations, "batch_size": args.rollouts,
                                   "minibatch_size": args.minibatch, "max_new_tokens": max_new_tokens,
@@ -205,15 +210,23 @@ def demo(args):
                            f"  iteration {done}/{total}: reward {r['reward']:.3f} kl {r['kl']:.3f} "
                            f"length {r['response_length']:.1f} entropy {r['entropy']:.2f}"))
     seconds = time.perf_counter() - start
-    after = mean_reward(result.checkpoint)
+    after_per_prompt = prompt_rewards(result.checkpoint)
+    after = statistics.fmean(after_per_prompt)
+    gains = [a - b for a, b in zip(after_per_prompt, before_per_prompt)]
+    gain_se = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
     print(f"\n{'iteration':>9} {'reward':>8} {'kl':>8} {'value_loss':>10} {'entropy':>8} {'length':>7}")
     for r in result.iterations:
         print(f"{r['iteration']:>9} {r['reward']:>8.3f} {r['kl']:>8.3f} {r['value_loss']:>10.4f} "
               f"{r['entropy']:>8.2f} {r['response_length']:>7.1f}")
     print(f"mean reward on the training prompts: before {before:.3f}, after {after:.3f}; "
+          f"gain {after - before:+.3f} +- {gain_se:.3f} (standard error over prompts), "
+          f"{sum(g > 0 for g in gains)}/{len(gains)} prompts up; "
           f"max KL {max(r['kl'] for r in result.iterations):.3f} nats; {seconds:.0f} s of training")
-    write(f"ppo-demo-{args.reward}.json", {"setting": vars(args), "machine": machine(), "reward": args.reward,
+    beta = "" if args.kl_beta == 0.01 else f"-kl{args.kl_beta:g}"  # the paper's beta keeps the plain name
+    write(f"ppo-demo-{args.reward}{beta}.json", {"setting": vars(args), "machine": machine(), "reward": args.reward,
                             "config": config.to_dict(), "before": before, "after": after,
+                            "before_per_prompt": before_per_prompt, "after_per_prompt": after_per_prompt,
+                            "gain_standard_error": gain_se,
                             "iterations": result.iterations, "training_seconds": seconds})
 
 
