@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection, transaction
 
 from annotation import services
-from annotation.models import Assignment, Judgment, Strength
+from annotation.models import Assignment, Comparison, Judgment, Strength
 from margin.jobs import job_progress
 from margin.models import Job
 from tests.concurrency.conftest import run_in_threads
@@ -142,17 +142,17 @@ def test_a_comparison_found_full_under_its_lock_is_let_go_at_once():
     batch = BatchFactory(project=project)
     full, free = ComparisonFactory(batch=batch), ComparisonFactory(batch=batch)
     JudgmentFactory(comparison=full)
-    annotator, locked_elsewhere = UserFactory(), []
+    annotator = UserFactory()
     with transaction.atomic():
         # Both rows as candidates, in this order: as if `full` filled up after the listing.
-        queue = services.Comparison.objects.filter(pk__in=[full.pk, free.pk]).order_by("pk")
+        queue = Comparison.objects.filter(pk__in=[full.pk, free.pk]).order_by("pk")
         picked = services._comparison_lock_first(queue, annotator=annotator, skip_locked=False)
         assert picked == free
 
         def lock_full_now():
             with transaction.atomic():
                 try:
-                    services.Comparison.objects.select_for_update(nowait=True).get(pk=full.pk)
+                    Comparison.objects.select_for_update(nowait=True).get(pk=full.pk)
                 except OperationalError:
                     return True
             return False

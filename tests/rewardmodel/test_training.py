@@ -12,7 +12,7 @@ from rewardmodel.evaluation import report, score_pairs
 from rewardmodel.modeling import encode, load_for_scoring
 from rewardmodel.training import RESUME_DIR, micro_batches, pieces, train
 from tests.conftest import REPO
-from tests.rewardmodel.synthetic import TOPICS, resume_config, separable_pairs
+from tests.rewardmodel.synthetic import resume_config, separable_pairs
 
 
 def _heldout_accuracy(checkpoint, pairs):
@@ -102,30 +102,23 @@ def test_a_token_cap_runs_long_micro_batches_in_pieces_to_the_same_model(tiny_mo
                           torch.tensor(_scores(capped.checkpoint, probe)), atol=1e-4)
 
 
-
-
-
 def test_the_margin_decides_which_pairs_the_model_separates_most(tiny_model_path, tmp_path):
-    # Two kinds of pairs, each learnable from its own words. AdamW rescales every step, so a
-    # margin shared by all pairs changes little; what it does is weigh the pairs against each
-    # other. Whichever kind carries margin 3 must end up with the wider gap.
+    # Two kinds of pairs (even and odd questions), each learnable from its own words. AdamW
+    # rescales every step, so a margin shared by all pairs changes little; what it does is weigh
+    # the pairs against each other. Whichever kind carries margin 3 must end up with the wider gap.
     def pairs(count, offset, wide_kind):
         result = []
-        for pair in separable_pairs(count, offset):
-            kind = int(pair.context[0]["content"].split()[1].rstrip(":")) % 2
-            if kind:
+        for number, pair in enumerate(separable_pairs(count, offset), start=offset):
+            if number % 2:
                 pair = replace(pair, chosen="Sure, the short answer is yes.", rejected="Ask someone else.")
-            result.append(replace(pair, margin=3.0 if kind == wide_kind else 0.0, strength=str(kind)))
+            result.append(replace(pair, margin=3.0 if number % 2 == wide_kind else 0.0))
         return result
 
-    ratios = []
+    even_minus_odd = []  # mean score gap of the even kind minus that of the odd kind, per run
     for wide_kind in (0, 1):
         result = train(resume_config(checkpoint_every=1000, epochs=2.0), pairs(40, 0, wide_kind),
                        tmp_path / f"wide{wide_kind}", base_path=tiny_model_path)
-        probe = pairs(20, 300, wide_kind)
-        scores = _scores(result.checkpoint, probe)
-        gap = {0: 0.0, 1: 0.0}
-        for pair, chosen, rejected in zip(probe, scores[::2], scores[1::2]):
-            gap[int(pair.strength)] += (chosen - rejected) / 10
-        ratios.append(gap[0] - gap[1])
-    assert ratios[0] > ratios[1] + 0.5, ratios
+        scores = _scores(result.checkpoint, pairs(20, 300, wide_kind))
+        gaps = [chosen - rejected for chosen, rejected in zip(scores[::2], scores[1::2])]
+        even_minus_odd.append((sum(gaps[0::2]) - sum(gaps[1::2])) / 10)
+    assert even_minus_odd[0] > even_minus_odd[1] + 0.5, even_minus_odd
