@@ -47,6 +47,10 @@ class Sample:
     response_ids: list[int] = field(repr=False)  # generated tokens, the stop token included, no padding
     text: str = ""
     finished: bool = False  # stopped at end-of-turn rather than at max_new_tokens
+    # With record_policy: the log-prob of each response token under logits / temperature and the
+    # final hidden state that predicted it (T, H), as PPO's old log-probs and value inputs.
+    logprobs: torch.Tensor | None = field(default=None, repr=False)
+    hidden: torch.Tensor | None = field(default=None, repr=False)
 
 
 def generate_responses(
@@ -66,15 +70,20 @@ def sample_responses(
     batch_size: int = 64,
     ignore_eos: bool = False,
     on_batch=None,
+    record_policy: bool = False,
 ) -> list[list[Sample]]:
     """K samples per conversation: result[i] holds the K samples of conversations[i].
 
     `ignore_eos` makes every response exactly max_new_tokens long (benchmarks compare equal work);
     `on_batch(rows_done, rows_total)` is called after each generate call (progress bars).
+    `record_policy` keeps each token's log-prob and hidden state from the decoding pass itself
+    (PPO would otherwise run the policy over every rollout once more); it needs temperature > 0.
     Deterministic for the same seed, inputs, k and batch_size.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if record_policy and config.temperature == 0:
+        raise ValueError("record_policy needs sampling (temperature > 0)")
     prompts = [_prompt_ids(tokenizer, conversation) for conversation in conversations]
     # K copies of each prompt, sorted by length: a batch of similar lengths wastes few forward
     # passes on padding, and the K copies of one prompt sit together.
@@ -86,10 +95,14 @@ def sample_responses(
     with torch.inference_mode(), _seeded(config.seed, model.device):
         for start in range(0, len(rows), batch_size):
             batch_rows = rows[start : start + batch_size]
-            outputs = _generate_batch(model, tokenizer, [prompts[i] for i, _ in batch_rows], generation_config, processors)
-            for (i, copy), (response_ids, finished) in zip(batch_rows, outputs):
+            outputs, logprobs, hidden = _generate_batch(
+                model, tokenizer, [prompts[i] for i, _ in batch_rows], generation_config, processors, record_policy
+            )
+            for row, ((i, copy), (response_ids, finished)) in enumerate(zip(batch_rows, outputs)):
                 text = tokenizer.decode(response_ids, skip_special_tokens=True).strip()
-                samples[i][copy] = Sample(i, prompts[i], response_ids, text, finished)
+                sample = samples[i][copy] = Sample(i, prompts[i], response_ids, text, finished)
+                if record_policy:
+                    sample.logprobs, sample.hidden = logprobs[row, : len(response_ids)], hidden[row, : len(response_ids)]
             if on_batch:
                 on_batch(start + len(batch_rows), len(rows))
     return samples
@@ -151,9 +164,13 @@ class NucleusSampler(LogitsProcessor):
 
     def __init__(self, temperature: float, top_p: float, candidates: int = 256):
         self.temperature, self.top_p, self.candidates = temperature, top_p, candidates
+        self.logprobs: list[torch.Tensor] | None = None  # a list: record each step's (B,) log-probs
 
     def __call__(self, input_ids, scores):
         tokens = nucleus_sample(scores, self.temperature, self.top_p, self.candidates)
+        if self.logprobs is not None:
+            logprobs = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+            self.logprobs.append(logprobs.gather(-1, tokens[:, None]).squeeze(-1))
         drawn = torch.full_like(scores, float("-inf"))
         return drawn.scatter_(1, tokens[:, None], 0.0)
 
@@ -222,13 +239,31 @@ def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
     return cache
 
 
-def _generate_batch(model, tokenizer, prompts: list[list[int]], generation_config: GenerationConfig, processors=None):
-    """[(response token ids up to and including the stop token, stopped at EOS?)] per prompt."""
+def _generate_batch(model, tokenizer, prompts, generation_config: GenerationConfig, processors=None,
+                    record_policy=False):
+    """([(response token ids up to and including the stop token, stopped at EOS?)] per prompt,
+    log-probs (B, T_new), final hidden states (B, T_new, H)); the last two None unless recorded."""
     batch = tokenizer.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
     batch = batch.to(model.device)
     cache = shared_prefill(model, batch["input_ids"], batch["attention_mask"])
-    output = model.generate(**batch, generation_config=generation_config, logits_processor=processors,
-                            past_key_values=cache)  # (B, T_prompt + T_new)
+    hidden, hook = [], None
+    if record_policy:
+        processors[0].logprobs = []
+        # The final norm's output at the last position is what the LM head reads for the next token.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        hook = base.get_decoder().norm.register_forward_hook(
+            lambda module, args, output: hidden.append(output[:, -1].float())
+        )
+    try:
+        output = model.generate(**batch, generation_config=generation_config, logits_processor=processors,
+                                past_key_values=cache)  # (B, T_prompt + T_new)
+    finally:
+        if hook is not None:
+            hook.remove()
+    logprobs = None
+    if record_policy:
+        logprobs, hidden = torch.stack(processors[0].logprobs, 1), torch.stack(hidden, 1)
+        processors[0].logprobs = None
     new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()  # (B, T_new)
     stop_ids = generation_config.eos_token_id
     stop_ids = set(stop_ids if isinstance(stop_ids, list) else [stop_ids])
@@ -240,4 +275,4 @@ def _generate_batch(model, tokenizer, prompts: list[list[int]], generation_confi
             results.append((tokens, False))
         else:
             results.append((tokens[: end + 1], True))
-    return results
+    return results, logprobs, (hidden if record_policy else None)

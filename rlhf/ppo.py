@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from rlhf.config import PPOConfig
 from rlhf.generation import Sample, SamplingConfig, sample_responses
@@ -179,19 +180,19 @@ class PPOTrainer:
         # top_p 1: the sampled tokens must come from the very distribution PPO differentiates.
         sampling = SamplingConfig(temperature=config.temperature, top_p=1.0,
                                   max_new_tokens=config.max_new_tokens, seed=seed)
+        # The old log-probs and the values' inputs come from the sampling pass itself: no second
+        # forward of the policy over the rollouts.
         samples = [per_prompt[0] for per_prompt in sample_responses(
-            self.policy, self.tokenizer, prompts, sampling, k=1, batch_size=config.generation_batch_size
+            self.policy, self.tokenizer, prompts, sampling, k=1, batch_size=config.generation_batch_size,
+            record_policy=True,
         )]
         conversations = [prompt + [{"role": "assistant", "content": s.text}] for prompt, s in zip(prompts, samples)]
         scores = torch.tensor(self.reward_fn(conversations), dtype=torch.float32, device=self.device)  # (B,)
         batch = rollout_batch(samples, self.tokenizer.pad_token_id, self.device)
         with torch.no_grad():
-            old_logprobs, old_values = [], []
-            for rows in self.minibatches(len(samples), shuffle=False):
-                logprobs, values, _ = policy_forward(self.policy, self.value_head, batch.select(rows), config.temperature)
-                old_logprobs.append(logprobs)
-                old_values.append(values)
-            old_logprobs, old_values = torch.cat(old_logprobs), torch.cat(old_values)  # (B, T)
+            old_logprobs = pad_sequence([s.logprobs for s in samples], batch_first=True).to(self.device)  # (B, T)
+            hidden = pad_sequence([s.hidden for s in samples], batch_first=True).to(self.device)  # (B, T, H)
+            old_values = self.value_head(hidden).squeeze(-1)  # (B, T)
             ref_logprobs = torch.cat([self.reference_logprobs(batch.select(rows))
                                       for rows in self.minibatches(len(samples), shuffle=False)])  # (B, T)
             mask = batch.response_mask

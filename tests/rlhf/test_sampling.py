@@ -110,3 +110,30 @@ def test_engine_samples_only_nucleus_tokens_at_every_step(tiny_lm):
     expected = sample_responses(model, tokenizer, [SHORT, LONG], greedy, k=1)
     for per_prompt, (alone,) in zip(sampled, expected):
         assert {tuple(s.response_ids) for s in per_prompt} == {tuple(alone.response_ids)}
+
+
+@pytest.mark.parametrize("k", [1, 2])  # k=1 decodes the whole prompt first; k=2 shares a prefill
+def test_recorded_policy_outputs_match_a_separate_forward_pass(tiny_lm, k):
+    # PPO takes its old log-probs and value inputs from the sampling pass: they must equal what a
+    # forward pass of the policy over the finished rollouts gives, token by token.
+    from rlhf.ppo import policy_forward, rollout_batch
+
+    model, tokenizer = tiny_lm
+    config = SamplingConfig(temperature=0.9, top_p=1.0, max_new_tokens=7, seed=4)
+    samples = [s for per in sample_responses(model, tokenizer, [SHORT, LONG, QUESTION], config, k=k,
+                                             batch_size=4, record_policy=True) for s in per]
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    batch = rollout_batch(samples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logprobs, values, _ = policy_forward(model, head, batch, temperature=0.9)
+        for row, sample in enumerate(samples):
+            n = len(sample.response_ids)
+            assert sample.logprobs.shape == (n,) and sample.hidden.shape == (n, model.config.hidden_size)
+            assert torch.allclose(sample.logprobs, logprobs[row, :n], atol=1e-4)
+            assert torch.allclose(head(sample.hidden).squeeze(-1), values[row, :n], atol=1e-4)
+
+
+def test_recording_needs_sampling(tiny_lm):
+    model, tokenizer = tiny_lm
+    with pytest.raises(ValueError, match="record_policy needs sampling"):
+        sample_responses(model, tokenizer, [SHORT], SamplingConfig(temperature=0.0), record_policy=True)
