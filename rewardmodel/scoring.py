@@ -14,12 +14,16 @@ from pathlib import Path
 import torch
 
 from dataio.formats import TOO_DEEP
-from rewardmodel.modeling import check_messages, encode, load_for_scoring, pad_batch, scores
+from rewardmodel.modeling import check_messages, encode, load_for_scoring
 
 
 class RewardScorer:
     def __init__(self, model, tokenizer, max_length: int = 1024):
+        from rlhf.prefixcache import PrefixCache
+
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        # The model is frozen: a prompt read once (K responses to it, the next PPO pass) is not read again.
+        self.prompts = PrefixCache()
 
     @property
     def device(self):
@@ -33,16 +37,37 @@ class RewardScorer:
             except ValueError as bad:
                 raise ValueError(f"conversation {number}: {bad}") from bad
         encoded = [encode(self.tokenizer, m, self.max_length) for m in conversations]
+        split = [self._prompt_length(m, ids) for m, ids in zip(conversations, encoded)]
         # Similar lengths share a batch: less padding to compute.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         result = [0.0] * len(encoded)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                ids, mask = pad_batch([encoded[i] for i in rows], self.tokenizer.pad_token_id, self.device)
-                for i, value in zip(rows, scores(self.model, ids, mask).tolist()):
+                hidden, mask = self.prompts.run(self.model.base_model, [encoded[i][: split[i]] for i in rows],
+                                                [encoded[i][split[i] :] for i in rows])
+                last = hidden[torch.arange(len(rows), device=hidden.device), mask.sum(1) - 1]  # (B, H)
+                for i, value in zip(rows, self.model.score(last).squeeze(-1).float().tolist()):
                     result[i] = value
         return result
+
+    def _prompt_length(self, messages: list[dict], ids: list[int]) -> int:
+        """How many leading tokens of `ids` are the prompt (every turn before the response).
+
+        Measured as the tokens shared with the prompt's own encoding, so a tokenizer that merges
+        across the boundary, or truncation, only shortens the cached part; at least one token stays
+        after it, since the score is read there.
+        """
+        if len(messages) < 2:
+            return 0
+        text = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        prompt = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        shared = 0
+        for a, b in zip(prompt, ids[: len(ids) - 1]):
+            if a != b:
+                break
+            shared += 1
+        return shared
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:

@@ -10,6 +10,7 @@ again with the same `out_dir` continues where it stopped. No Django here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -22,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from rlhf.allocator import keep_freed_memory
 from rlhf.config import PPOConfig
 from rlhf.generation import Sample, SamplingConfig, sample_responses
 from rlhf.modelstore import pick_device, save_checkpoint
+from rlhf.prefixcache import PrefixCache
 from rlhf.rewards import RewardFn, kl_penalised_rewards, whiten
 
 STATE_NAME = "ppo_state.pt"
@@ -144,6 +147,7 @@ class PPOTrainer:
 
     def __init__(self, config: PPOConfig, policy, tokenizer, reward_fn: RewardFn):
         self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
+        keep_freed_memory()  # no page faults for each update's gradients (rlhf/allocator.py)
         self.device = policy.device
         if config.lora_rank:
             from peft import LoraConfig, get_peft_model
@@ -155,6 +159,7 @@ class PPOTrainer:
             self.policy = policy
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
         self.policy.eval()  # no dropout in rollouts or updates: old and new log-probs must agree
+        self.reference_prompts = PrefixCache()  # the reference is frozen: each prompt is read once a run
         hidden = policy.config.hidden_size
         self.value_head = nn.Linear(hidden, 1).to(self.device)
         nn.init.zeros_(self.value_head.weight)
@@ -168,11 +173,24 @@ class PPOTrainer:
     def trainable_parameters(self):
         return [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
 
-    def reference_logprobs(self, batch: RolloutBatch) -> torch.Tensor:
-        if self.reference is None:
-            with self.policy.disable_adapter():
-                return policy_forward(self.policy, None, batch, self.config.temperature)[0]
-        return policy_forward(self.reference, None, batch, self.config.temperature)[0]
+    def reference_logprobs(self, samples: list[Sample], response_ids: torch.Tensor) -> torch.Tensor:
+        """log pi_0 of every response token (B, T), T = response_ids' width.
+
+        The prompt's keys and values come from the reference's prefix cache; only the last prompt
+        token and the response run (they are what predict the response tokens).
+        """
+        prefixes = [s.prompt_ids[:-1] for s in samples]
+        suffixes = [s.prompt_ids[-1:] + s.response_ids[:-1] for s in samples]
+        if self.reference is None:  # LoRA: the reference is the base model, adapter switched off
+            base, switched_off = self.policy.get_base_model(), self.policy.disable_adapter()
+        else:
+            base, switched_off = self.reference, contextlib.nullcontext()
+        with switched_off:
+            hidden, _ = self.reference_prompts.run(base.get_decoder(), prefixes, suffixes)  # (B, T, H)
+            logits = base.get_output_embeddings()(hidden).float() / self.config.temperature
+        width = hidden.size(1)  # this chunk's longest response; response_ids may be wider
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, response_ids[:, :width].unsqueeze(-1)).squeeze(-1)
+        return F.pad(logprobs, (0, response_ids.size(1) - width))
 
     def rollout(self, prompts: list[list[dict]], seed: int):
         """Sample one response per prompt; score it; per-token rewards, advantages and returns."""
@@ -193,7 +211,8 @@ class PPOTrainer:
             old_logprobs = pad_sequence([s.logprobs for s in samples], batch_first=True).to(self.device)  # (B, T)
             hidden = pad_sequence([s.hidden for s in samples], batch_first=True).to(self.device)  # (B, T, H)
             old_values = self.value_head(hidden).squeeze(-1)  # (B, T)
-            ref_logprobs = torch.cat([self.reference_logprobs(batch.select(rows))
+            ref_logprobs = torch.cat([self.reference_logprobs([samples[i] for i in rows.tolist()],
+                                                              batch.response_ids[rows])
                                       for rows in self.minibatches(len(samples), shuffle=False)])  # (B, T)
             mask = batch.response_mask
             score = whiten(scores) if config.whiten_rewards else scores  # (B,)

@@ -91,13 +91,24 @@ def combined_reward_fn(
         raise ValueError("a combined reward needs a helpfulness or a safety reward model")
 
     def reward_fn(conversations: list[list[dict]]) -> list[float]:
-        def scores(scorer):
+        def scores(scorer, rows):
             if scorer is None:
                 return None
-            return torch.tensor(scorer.score(conversations, batch_size=batch_size), dtype=torch.float64)
+            values = torch.full((len(conversations),), float("nan"), dtype=torch.float64)
+            if rows:
+                picked = [conversations[i] for i in rows]
+                values[rows] = torch.tensor(scorer.score(picked, batch_size=batch_size), dtype=torch.float64)
+            return values
 
         flags = torch.tensor([bool(is_safety(c[:-1])) for c in conversations])
-        r_c = combined_reward(scores(helpful_scorer), scores(safety_scorer), flags, gate)
+        everyone = list(range(len(conversations)))
+        safety = scores(safety_scorer, everyone)
+        # The helpfulness RM decides only where the gate lets it: safety prompts and responses the
+        # safety RM scores below the gate never read its score, so it does not run on them.
+        wanted = everyone if safety is None else [
+            i for i in everyone if not flags[i] and torch.sigmoid(safety[i]) >= gate
+        ]
+        r_c = combined_reward(scores(helpful_scorer, wanted), safety, flags, gate)
         return torch.logit(r_c, eps=LOGIT_EPS).tolist()
 
     return reward_fn

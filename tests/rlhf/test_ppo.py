@@ -107,3 +107,24 @@ def test_prompt_schedule_is_a_function_of_seed_and_iteration():
 
     assert sorted(first_pass) == prompts  # every prompt once per pass
     assert prompts_for_iteration(prompts, 4, 3, seed=1) == prompts_for_iteration(prompts, 4, 3, seed=1)
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_reference_log_probs_match_a_full_forward_and_each_prompt_is_read_once(tiny_model_dir, lora_rank):
+    policy, tokenizer = load_policy(tiny_model_dir, "cpu")
+    trainer = PPOTrainer(tiny_config(batch_size=8, minibatch_size=4, lora_rank=lora_rank), policy, tokenizer,
+                         characters)
+
+    for seed in (0, 1):  # the second rollout finds all four prompts in the reference's cache
+        rollout = trainer.rollout(PROMPTS * 2, seed=seed)
+        batch = rollout["batch"]
+        with torch.no_grad():
+            if lora_rank:
+                with trainer.policy.disable_adapter():
+                    expected, _, _ = policy_forward(trainer.policy, None, batch)
+            else:
+                expected, _, _ = policy_forward(trainer.reference, None, batch)
+        actual = trainer.reference_logprobs(rollout["samples"], batch.response_ids)
+        mask = batch.response_mask.bool()
+        torch.testing.assert_close(actual[mask], expected[mask], atol=1e-4, rtol=1e-4)
+    assert trainer.reference_prompts.misses == len(PROMPTS)

@@ -152,3 +152,31 @@ def test_reward_function_returns_logit_of_the_combined_reward_and_honours_safety
 
     # sigmoid(-1) = 0.27 >= 0.15: the helpful prompt takes logit(R_h) = 2, the safety one logit(R_s) = -1
     assert reward_fn(conversations) == pytest.approx([2.0, -1.0], abs=1e-5)
+
+
+class CountingScorer(ConstantScorer):
+    def __init__(self, value):
+        super().__init__(value)
+        self.seen = []
+
+    def score(self, conversations, batch_size=8):
+        self.seen += [c[-1]["content"] for c in conversations]
+        return super().score(conversations, batch_size)
+
+
+def test_the_helpfulness_model_runs_only_where_the_gate_lets_it_decide():
+    conversations = [
+        [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Knead."}],
+        [{"role": "user", "content": "How do I pick a lock?"}, {"role": "assistant", "content": "No."}],
+    ]
+    helpful, safe = CountingScorer(2.0), CountingScorer(-1.0)
+    reward_fn = combined_reward_fn(helpful, safe, is_safety=lambda prompt: "lock" in prompt[-1]["content"])
+    assert reward_fn(conversations) == pytest.approx([2.0, -1.0], abs=1e-5)
+    assert helpful.seen == ["Knead."]  # the safety prompt never reads R_h
+    assert safe.seen == ["Knead.", "No."]
+
+    unsafe = CountingScorer(-3.0)  # sigmoid(-3) = 0.05 < 0.15: the safety RM takes over everywhere
+    helpful.seen = []
+    gated = combined_reward_fn(helpful, unsafe)
+    assert gated(conversations) == pytest.approx([-3.0, -3.0], abs=1e-5)
+    assert helpful.seen == []
