@@ -167,8 +167,7 @@ def compare(args):
     trl_s = summary["TRL 1.16 GRPOTrainer"]["seconds_per_iteration"]
     print(f"speed-up against TRL as it comes: {trl_s / ours_s:.2f}x (goal >= 1.5x)")
     name = "ppo-vs-trl.json" if args.prompts == 16 else f"ppo-vs-trl-{args.prompts}prompts.json"
-    write(name, {"setting": vars(args), "machine": machine(), "results": summary,
-                              "speedup": trl_s / ours_s})
+    write(name, {"setting": vars(args), "machine": machine(), "results": summary, "speedup": trl_s / ours_s})
 
 
 def side(args):
