@@ -159,3 +159,30 @@ def test_default_model_response_stops_at_max_new_tokens(converted_store):
     answer = generate_responses(model, tokenizer, [story], SamplingConfig(temperature=0, max_new_tokens=8))[0]
 
     assert 0 < len(tokenizer(answer, add_special_tokens=False)["input_ids"]) <= 8
+
+
+@pytest.mark.slow
+def test_default_model_reads_a_cached_prompt_as_a_full_forward_does(converted_store):
+    """The prompt KV cache that PPO's reference and the reward models use, on SmolLM2 itself."""
+    import torch
+
+    from rlhf.generation import sample_responses
+    from rlhf.ppo import policy_forward, rollout_batch
+    from rlhf.prefixcache import PrefixCache
+
+    model, tokenizer = load_policy(default_model_dir(converted_store))
+    prompts = [QUESTION, [{"role": "user", "content": "Name a colour of the sky at dusk."}]]
+    samples = [s for per in sample_responses(model, tokenizer, prompts, GREEDY, k=2) for s in per]
+    batch = rollout_batch(samples, tokenizer.pad_token_id)
+    cache = PrefixCache()
+
+    with torch.inference_mode():
+        expected = policy_forward(model, None, batch)[0]
+        hidden, mask = cache.run(model.get_decoder(), [s.prompt_ids[:-1] for s in samples],
+                                 [s.prompt_ids[-1:] + s.response_ids[:-1] for s in samples])
+        logits = model.get_output_embeddings()(hidden).float()
+        cached = torch.log_softmax(logits, -1).gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1)
+
+    response = batch.response_mask.bool()
+    torch.testing.assert_close(cached[response], expected[response], atol=1e-4, rtol=1e-4)
+    assert (cache.misses, cache.hits) == (2, 2)  # two prompts, each read once for its two responses
