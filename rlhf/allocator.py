@@ -2,12 +2,12 @@
 
 glibc hands every allocation over 32 MiB (a gradient of the 113 MiB embedding, the AdamW step's
 temporaries) straight to mmap and returns it to the kernel on free, so each training step maps
-its large tensors afresh: about 175,000 page faults per PPO update of SmolLM2-135M here, ~0.5 s.
-Serving every allocation from the heap and not trimming it keeps those pages (after a few steps
-the heap settles and a step faults none in); PyTorch's CPU
-tuning guide gives the same advice (with jemalloc or tcmalloc). The cost is that a training
-process keeps the peak of its heap until it exits, which a worker that trains again anyway
-would reach again. MARGIN_KEEP_FREED_MEMORY=0 switches it off.
+its large tensors afresh: about 175,000 page faults per PPO update of SmolLM2-135M here, up to
+~0.5 s. Serving every allocation from the heap and not trimming it keeps those pages: after a few
+steps the heap settles and a step faults none in. PyTorch's CPU tuning guide gives the same
+advice (with jemalloc or tcmalloc). The cost: a training process keeps most of its peak heap
+until it exits, which a worker that trains again would reach again anyway.
+MARGIN_KEEP_FREED_MEMORY=0 switches it off.
 """
 
 from __future__ import annotations
