@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core import vocabulary as words
+
 User = settings.AUTH_USER_MODEL
 
 
@@ -21,10 +23,10 @@ class MarginScheme(models.TextChoices):
 class Strength(models.TextChoices):
     """The paper's four rating levels, strongest first (Llama 2, sec. 3.2.1)."""
 
-    SIGNIFICANTLY_BETTER = "significantly_better", "Significantly better"
-    BETTER = "better", "Better"
-    SLIGHTLY_BETTER = "slightly_better", "Slightly better"
-    NEGLIGIBLY_BETTER = "negligibly_better", "Negligibly better / unsure"
+    SIGNIFICANTLY_BETTER = words.SIGNIFICANTLY_BETTER, words.STRENGTH_LABELS[words.SIGNIFICANTLY_BETTER]
+    BETTER = words.BETTER, words.STRENGTH_LABELS[words.BETTER]
+    SLIGHTLY_BETTER = words.SLIGHTLY_BETTER, words.STRENGTH_LABELS[words.SLIGHTLY_BETTER]
+    NEGLIGIBLY_BETTER = words.NEGLIGIBLY_BETTER, words.STRENGTH_LABELS[words.NEGLIGIBLY_BETTER]
 
 
 class AttentionPolicy(models.TextChoices):
@@ -128,9 +130,9 @@ class Dialogue(models.Model):
 
 class Turn(models.Model):
     class Role(models.TextChoices):
-        SYSTEM = "system"
-        USER = "user"
-        ASSISTANT = "assistant"
+        SYSTEM = words.SYSTEM
+        USER = words.USER
+        ASSISTANT = words.ASSISTANT
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveIntegerField()
@@ -239,10 +241,9 @@ class Assignment(models.Model):
 
 class Judgment(models.Model):
     class Choice(models.TextChoices):
-        A = "a", "Response A"
-        B = "b", "Response B"
-        # Only imported labels are ties (PandaLM, Auto-J); our annotators always pick a side.
-        TIE = "tie", "Tie"
+        A = words.CHOICE_A, words.CHOICE_LABELS[words.CHOICE_A]
+        B = words.CHOICE_B, words.CHOICE_LABELS[words.CHOICE_B]
+        TIE = words.CHOICE_TIE, words.CHOICE_LABELS[words.CHOICE_TIE]  # imported labels only
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
     annotator = models.ForeignKey(

@@ -19,24 +19,11 @@ from django.db.models import Count
 
 from annotation.models import Batch, Comparison, Demonstration, Dialogue, Judgment
 from dataio.records import MAX_NUMBER
-from rewardmodel.data import (
-    BOTH_SAFE,
-    BOTH_UNSAFE,
-    CHOSEN_SAFE_OTHER_UNSAFE,
-    CHOSEN_UNSAFE_OTHER_SAFE,
-    _excluded_annotator_ids,
-    pairs_for_projects,
-)
+from core.vocabulary import SAFETY_LABELS_OF_BIN
+from rewardmodel.data import _excluded_annotator_ids, pairs_for_projects
 
 OUTPUT_FORMATS = ("jsonl", "csv", "parquet", "datasets")
 
-# safety bin -> (chosen safe, rejected safe)
-_BIN_LABELS = {
-    BOTH_SAFE: (True, True),
-    CHOSEN_SAFE_OTHER_UNSAFE: (True, False),
-    BOTH_UNSAFE: (False, False),
-    CHOSEN_UNSAFE_OTHER_SAFE: (False, True),
-}
 
 
 class ExportError(ValueError):
@@ -147,7 +134,7 @@ def preference_rows(filters: ExportFilters):
         projects = dict(Comparison.objects.filter(pk__in=[p.comparison_id for p in pairs])
                         .values_list("pk", "batch__project__name"))
         for pair in pairs:
-            chosen_safe, rejected_safe = _BIN_LABELS.get(pair.safety_bin, (None, None))
+            chosen_safe, rejected_safe = SAFETY_LABELS_OF_BIN.get(pair.safety_bin, (None, None))
             rows.append({
                 "prompt": pair.context,
                 "chosen": [{"role": "assistant", "content": pair.chosen}],

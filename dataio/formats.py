@@ -13,7 +13,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from annotation.importers import hh_pair, hh_transcript_messages
-from dataio.records import ImportRecord, Label, Limits, RecordError
+from core.jsonio import TOO_DEEP, RecordError
+from core.jsonio import not_utf8 as _not_utf8
+from dataio.records import ImportRecord, Label, Limits
 
 
 @dataclass
@@ -64,7 +66,6 @@ def raw_records(stream, limits: Limits):
 
 
 BOM = b"\xef\xbb\xbf"
-TOO_DEEP = "JSON nested too deeply to read (lists or objects inside each other about 1000 levels)"
 
 
 def _first_byte(stream):
@@ -76,21 +77,6 @@ def _first_byte(stream):
         if byte == b"" or not byte.isspace():
             stream.seek(0)
             return byte
-
-
-def _not_utf8(byte: int, column: int) -> str:
-    return f"not UTF-8 text: byte 0x{byte:02x} at byte {column} of the line (save the file as UTF-8)"
-
-
-def utf8_check(path) -> None:
-    """Raise RecordError naming the first line of the file at `path` that is not UTF-8 text
-    (commands call it before reading a JSON file, so the error says where, not a traceback)."""
-    with open(path, "rb") as stream:
-        for number, line in enumerate(stream, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                raise RecordError(number, "(line)", _not_utf8(line[bad.start], bad.start + 1)) from None
 
 
 def _json_lines(stream, limits):

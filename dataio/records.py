@@ -11,19 +11,12 @@ import json
 import math
 from dataclasses import dataclass, field
 
-CHOICES = ("a", "b", "tie")
+from core.jsonio import RecordError  # noqa: F401  (re-exported: the readers raise it)
+from core.vocabulary import CHOICE_A, CHOICE_B, CHOICE_TIE, ROLES, STRENGTHS  # noqa: F401
+
+CHOICES = (CHOICE_A, CHOICE_B, CHOICE_TIE)
 # Ids and batch numbers past this name no row; SQLite cannot even compare them (OverflowError).
 MAX_NUMBER = 2**31 - 1
-STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
-ROLES = ("system", "user", "assistant")
-
-
-class RecordError(ValueError):
-    """One bad record: where it is, which field, what is wrong (shown to the user as is)."""
-
-    def __init__(self, line, field_name, message):
-        self.line, self.field, self.message = line, field_name, message
-        super().__init__(f"line {line}, field “{field_name}”: {message}")
 
 
 @dataclass

@@ -5,7 +5,7 @@ import json
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from dataio.formats import TOO_DEEP
+from core.jsonio import TOO_DEEP
 
 
 class ProgressBar:

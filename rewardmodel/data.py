@@ -12,23 +12,17 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from statistics import median_low
 
-# Strength levels strongest first, as the paper's Table 8 columns.
-STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
-UNGRADED = ""  # imported labels without a strength (HH-RLHF, PandaLM, Auto-J)
-
-# Llama 2 Table 27: margin per rating level.
-MARGINS = {
-    "none": dict.fromkeys(STRENGTHS, 0.0),
-    "small": dict(zip(STRENGTHS, (1.0, 2 / 3, 1 / 3, 0.0))),
-    "large": dict(zip(STRENGTHS, (3.0, 2.0, 1.0, 0.0))),
-}
-
-# Safety bins of a pair (Llama 2 sec. 3.2.1): the chosen response's label, then the other's.
-BOTH_SAFE = "both_safe"
-CHOSEN_SAFE_OTHER_UNSAFE = "chosen_safe_other_unsafe"
-BOTH_UNSAFE = "both_unsafe"
-CHOSEN_UNSAFE_OTHER_SAFE = "chosen_unsafe_other_safe"  # dropped for the safety RM
-SAFETY_BINS = (CHOSEN_SAFE_OTHER_UNSAFE, BOTH_SAFE, BOTH_UNSAFE)
+from core.vocabulary import (  # noqa: F401  (BOTH_SAFE and the other bins: read through here by tests)
+    BOTH_SAFE,
+    BOTH_UNSAFE,
+    CHOSEN_SAFE_OTHER_UNSAFE,
+    CHOSEN_UNSAFE_OTHER_SAFE,
+    MARGINS,
+    SAFETY_BINS,
+    STRENGTHS,
+    UNGRADED,
+    safety_bin,
+)
 
 
 @dataclass(frozen=True)
@@ -124,17 +118,6 @@ def margin_for(strength: str, scheme: str) -> float:
     if scheme not in MARGINS:
         raise ValueError(f"unknown margin scheme {scheme!r}; use none, small or large")
     return MARGINS[scheme].get(strength, 0.0)
-
-
-def safety_bin(chosen_safe: bool | None, rejected_safe: bool | None) -> str:
-    if chosen_safe is None or rejected_safe is None:
-        return ""
-    return {
-        (True, True): BOTH_SAFE,
-        (True, False): CHOSEN_SAFE_OTHER_UNSAFE,
-        (False, False): BOTH_UNSAFE,
-        (False, True): CHOSEN_UNSAFE_OTHER_SAFE,
-    }[(chosen_safe, rejected_safe)]
 
 
 def keep_for_objective(pair_bin: str, objective: str) -> bool:

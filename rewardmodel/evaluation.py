@@ -11,7 +11,8 @@ from collections import defaultdict
 
 import torch
 
-from rewardmodel.data import SAFETY_BINS, STRENGTHS, TrainingPair
+from core.vocabulary import SAFETY_BINS, STRENGTHS
+from rewardmodel.data import TrainingPair
 from rewardmodel.packing import packed_batch, packed_scores
 
 # Score-gap buckets of the calibration table: |r_a - r_b|.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dataio.formats import TOO_DEEP
+from core.jsonio import TOO_DEEP
 from rewardmodel.modeling import check_messages, encode, load_for_scoring
 
 

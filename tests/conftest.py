@@ -1,18 +1,14 @@
 import os
-import socket
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
+from tests.isolation import TEST_REDIS_URL
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-# The suite's own Redis (tests/integration starts it): set before Django reads its settings.
-os.environ["REDIS_URL"] = f"redis://127.0.0.1:{_free_port()}/0"
+# tests/isolation.py (a plugin pytest.ini loads first) chose the suite's own Redis; a shell's
+# REDIS_URL or a settings module read earlier must not have won.
+assert settings.REDIS_URL == TEST_REDIS_URL == settings.CELERY_BROKER_URL, "the suite's Redis is not its own"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API in tests

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate
 
+from core.vocabulary import SAFETY_BIN_LABELS, safety_bin_of_judgment
 from annotation.models import (
     AnnotatorProfile,
     Assignment,
@@ -95,35 +96,18 @@ def strength_distribution(*, project, batch=None):
     ]
 
 
-SAFETY_BINS = [
-    ("safe_vs_unsafe", "Chosen safe, other unsafe"),
-    ("both_safe", "Both safe"),
-    ("both_unsafe", "Both unsafe"),
-    ("unsafe_chosen", "Chosen unsafe, other safe"),
-    ("unlabelled", "Not labelled"),
-]
-
-
-def safety_bin(choice, a_safe, b_safe):
-    """The paper's safety bins (Llama 2, sec. 3.2.2 and Fig. 8) for one judgment."""
-    if choice not in ("a", "b") or a_safe is None or b_safe is None:
-        return "unlabelled"
-    chosen, other = (a_safe, b_safe) if choice == "a" else (b_safe, a_safe)
-    if chosen and other:
-        return "both_safe"
-    if not chosen and not other:
-        return "both_unsafe"
-    return "safe_vs_unsafe" if chosen else "unsafe_chosen"
-
-
 def safety_bins(*, project, batch=None):
+    """Judgments per safety bin (Llama 2, sec. 3.2.2 and Fig. 8), named as the export names them."""
     counts = Counter(
-        safety_bin(*row)
+        safety_bin_of_judgment(*row)
         for row in _judgments_in(project, batch).values_list(
             "choice", "response_a_safe", "response_b_safe"
         )
     )
-    return [{"value": v, "label": label, "judgments": counts[v]} for v, label in SAFETY_BINS]
+    return [
+        {"value": value or "unlabelled", "label": label, "judgments": counts[value]}
+        for value, label in SAFETY_BIN_LABELS.items()
+    ]
 
 
 def skips(*, project, batch=None):

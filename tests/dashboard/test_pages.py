@@ -74,10 +74,10 @@ def test_safety_bins_follow_the_papers_definition(staff_client):
         JudgmentFactory(comparison=comparison, choice=choice,
                         response_a_safe=a_safe, response_b_safe=b_safe)
     html = staff_client.get(reverse("dashboard:project", args=[project.pk])).content.decode()
-    assert _cell(html, "bin", "safe_vs_unsafe") == "Chosen safe, other unsafe 2"
+    assert _cell(html, "bin", "chosen_safe_other_unsafe") == "Chosen safe, other unsafe 2"
     assert _cell(html, "bin", "both_safe") == "Both safe 1"
     assert _cell(html, "bin", "both_unsafe") == "Both unsafe 1"
-    assert _cell(html, "bin", "unsafe_chosen") == "Chosen unsafe, other safe 1"
+    assert _cell(html, "bin", "chosen_unsafe_other_safe") == "Chosen unsafe, other safe 1"
 
 
 def test_imported_ties_show_in_the_strength_table(staff_client, crafted):

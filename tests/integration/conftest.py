@@ -30,20 +30,32 @@ class RedisServer:
     Nothing is persisted, so a restart is also a flush: every queued message is gone.
     """
 
-    def __init__(self, folder):
-        self.url = urlparse(settings.REDIS_URL)
+    def __init__(self, folder, url=None):
+        url = url or settings.REDIS_URL
+        self.url = urlparse(url)
         self.folder = folder
-        self.client = redis.Redis.from_url(settings.REDIS_URL)
+        self.client = redis.Redis.from_url(url)
         self.process = None
 
     def start(self):
         binary = os.path.join(os.path.dirname(sys.executable), "redis-server")
         self.process = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.url.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
+             "--appendonly", "no", "--dir", str(self.folder), "--requirepass", self.url.password],
             stdout=subprocess.DEVNULL,
         )
         wait_until(self._answers, 15, "redis-server to answer")
+        self.refuse_if_not_ours()
+
+    def refuse_if_not_ours(self):
+        """Stop the suite if the server answering is not the process it started (the port was
+        taken, say): never flush or feed a Redis someone else runs."""
+        serving = self.client.info("server")["process_id"]
+        if serving != self.process.pid:
+            raise RuntimeError(
+                f"The Redis at 127.0.0.1:{self.url.port} is process {serving}, not the suite's own "
+                f"({self.process.pid}); refusing to use it."
+            )
 
     def stop(self):
         self.process.terminate()
@@ -54,6 +66,8 @@ class RedisServer:
         self.start()
 
     def _answers(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with code {self.process.returncode} (port {self.url.port} taken?)")
         try:
             return self.client.ping()
         except redis.ConnectionError:
@@ -85,6 +99,7 @@ def start_worker(redis_server, transactional_db, tiny_model_path, tmp_path):
         "MARGIN_MAX_NEW_TOKENS": "8",
         "HF_HUB_OFFLINE": "1",
     }
+    redis_server.refuse_if_not_ours()
     redis_server.client.flushdb()
 
     def start(name="worker", queues="default,gpu", app="margin", beat=False, env=None):

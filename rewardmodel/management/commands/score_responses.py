@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from dataio.formats import utf8_check
-from dataio.records import RecordError
+from core.jsonio import RecordError, utf8_check
 from margin.cli import ProgressBar
 from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
 from rlhf.modelstore import ModelStoreError

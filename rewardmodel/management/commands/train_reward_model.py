@@ -5,8 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
-from dataio.formats import TOO_DEEP, utf8_check
-from dataio.records import RecordError
+from core.jsonio import TOO_DEEP, RecordError, utf8_check
 from margin.cli import ProgressBar, parse_settings
 from rewardmodel.config import config_help
 from rewardmodel.services import reward_model_train_run, reward_model_train_start

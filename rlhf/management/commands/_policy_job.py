@@ -14,8 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from dataio.formats import TOO_DEEP, utf8_check
-from dataio.records import RecordError
+from core.jsonio import TOO_DEEP, RecordError, utf8_check
 from margin.models import Job
 
 

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from dataio.formats import TOO_DEEP, utf8_check
-from dataio.records import ROLES, RecordError
+from core.jsonio import TOO_DEEP, RecordError, utf8_check
+from core.vocabulary import ROLES
 from rlhf.models import PolicyVersion
 from rlhf.services import policy_prompts, policy_version_resolve
 
