@@ -33,6 +33,11 @@ class RewardModelConfig:
     min_lr_ratio: float = _field(0.1, "Cosine schedule floor as a share of the peak (paper: 10 %).")
     warmup_ratio: float = _field(0.03, "Linear warm-up as a share of all steps (paper: 3 %).")
     min_warmup_steps: int = _field(5, "Warm-up lasts at least this many steps (paper: 5).")
+    # Llama 2 sec. 2.2 (pretraining, reused for the RM in sec. 3.2.2): AdamW with beta1 0.9,
+    # beta2 0.95, eps 1e-5.
+    adam_beta1: float = _field(0.9, "AdamW beta1 (paper: 0.9).")
+    adam_beta2: float = _field(0.95, "AdamW beta2 (paper: 0.95).")
+    adam_eps: float = _field(1e-5, "AdamW epsilon (paper: 1e-5).")
     weight_decay: float = _field(0.1, "AdamW weight decay (paper: 0.1).")
     max_grad_norm: float = _field(1.0, "Gradient clipping norm (paper: 1.0).")
     # The paper's effective batch is 512 pairs (1024 rows); a CPU run uses far fewer.
@@ -76,7 +81,9 @@ class RewardModelConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("min_lr_ratio", "warmup_ratio", "heldout_fraction"):
+        if self.adam_eps <= 0:
+            raise ConfigError("adam_eps", f"adam_eps must be > 0, got {self.adam_eps!r}")
+        for name in ("min_lr_ratio", "warmup_ratio", "heldout_fraction", "adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(name, f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         for name in ("weight_decay", "max_grad_norm", "train_layers", "lora_rank", "min_warmup_steps",

@@ -126,6 +126,10 @@ class SFTConfig(_Validated):
     epochs: float = _field(2.0, "Passes over the fine-tuning examples (paper, SFT: 2).", gt=0)
     batch_size: int = _field(64, "Examples per optimizer step (paper: 64).", gt=0)
     micro_batch_size: int = _field(4, "Examples per forward pass; gradients accumulate up to batch_size.", gt=0)
+    # Llama 2 sec. 2.2, kept for fine-tuning (sec. 3.1, 3.2.3): AdamW beta1 0.9, beta2 0.95, eps 1e-5.
+    adam_beta1: float = _field(0.9, "AdamW beta1 (paper: 0.9).", ge=0, lt=1)
+    adam_beta2: float = _field(0.95, "AdamW beta2 (paper: 0.95).", ge=0, lt=1)
+    adam_eps: float = _field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
     weight_decay: float = _field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
     max_grad_norm: float = _field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)
     max_length: int = _field(4096, "Tokens per example, prompt and answer (paper: 4096).", ge=16)
