@@ -11,9 +11,9 @@ class Job(models.Model):
         EVALUATE_REWARD_MODEL = "evaluate_reward_model", "Evaluate a reward model"
         REJECTION_SAMPLE = "rejection_sample", "Rejection sampling"
         PPO = "ppo", "PPO"
-        SAMPLE = "sample", "Sample responses"
         EVALUATE_POLICY = "evaluate_policy", "Evaluate a policy version"
         PUBLISH_SAMPLES = "publish_samples", "Publish samples for annotation"
+        IMPORT_DATA = "import_data", "Import a data file"
 
     class State(models.TextChoices):
         QUEUED = "queued"

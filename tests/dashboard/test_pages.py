@@ -237,9 +237,9 @@ def test_job_filters_come_from_an_allowlist(staff_client, db):
     from margin.models import Job
 
     Job.objects.create(kind=Job.Kind.PPO, state=Job.State.RUNNING)
-    Job.objects.create(kind=Job.Kind.SAMPLE, state=Job.State.FAILED)
+    Job.objects.create(kind=Job.Kind.EVALUATE_POLICY, state=Job.State.FAILED)
     html = staff_client.get(reverse("dashboard:jobs") + "?state=running").content.decode()
-    assert "PPO" in html and "<td>Sample responses</td>" not in html
+    assert "PPO" in html and "<td>Evaluate a policy version</td>" not in html
     response = staff_client.get(reverse("dashboard:jobs") + "?state=__all__&kind=1%20OR%201")
     assert response.status_code == 200 and response.content.decode().count("<tr>") == 3
 
