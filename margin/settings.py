@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "rewardmodel",
     "rlhf",
     "dataio",
+    "dashboard",
     "axes",  # login rate limiting (below)
 ]
 

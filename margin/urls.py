@@ -9,6 +9,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("data/", include("dataio.urls")),
-    path("dashboard/", include("margin.dashboard.urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("", include("annotation.urls")),
 ]

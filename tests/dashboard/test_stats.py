@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from margin.dashboard import stats
+from dashboard import stats
 from tests.dashboard.conftest import CRAFTED
 
 ROWS = [(unit, choice, strength) for unit, labels in enumerate(CRAFTED) for choice, strength in labels]

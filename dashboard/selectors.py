@@ -19,7 +19,7 @@ from annotation.models import (
     Project,
     Strength,
 )
-from margin.dashboard import stats
+from dashboard import stats
 from margin.models import Job
 
 NO_STRENGTH = "none"  # imported labels without a strength (HH-RLHF, PandaLM)

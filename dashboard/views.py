@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import services as annotation_services
 from annotation.models import Batch, Comparison, Project
-from margin.dashboard import forms, models_data, selectors, services
+from dashboard import forms, models_data, selectors, services
 from margin.jobs import job_cancel_request
 from margin.models import Job
 
