@@ -63,12 +63,13 @@ def job_create(*, kind, params, created_by=None):
     return job
 
 
-def job_claim(*, job_id, worker=None):
-    """Lease a queued (or abandoned) job for this worker; None when someone else holds it."""
+def job_claim(*, job_id, kind, worker=None):
+    """Lease a queued (or abandoned) job of this kind for this worker; None when someone else
+    holds it, or when the id names a job of another kind (a message sent to the wrong task)."""
     now = timezone.now()
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     claimable = Q(state=Job.State.QUEUED) | Q(state=Job.State.RUNNING, lease_expires_at__lt=now)
-    updated = Job.objects.filter(claimable, pk=job_id, cancel_requested=False).update(
+    updated = Job.objects.filter(claimable, pk=job_id, kind=kind, cancel_requested=False).update(
         state=Job.State.RUNNING,
         lease_owner=worker,
         lease_expires_at=_lease_expiry(),
@@ -138,15 +139,16 @@ class _LeaseHeartbeat(threading.Thread):
             connection.close()  # this thread's own connection
 
 
-def job_run(*, job_id, work):
-    """Claim the job, run `work(job, on_progress)`, and record how it ended.
+def job_run(*, job_id, kind, work):
+    """Claim the job (of this kind only), run `work(job, on_progress)`, and record how it ended.
 
     `work` returns the result dict; `on_progress(step, total, metrics=None, log_line=None)`.
     Returns the finished job, or None when the job was not ours to run.
     """
-    job = job_claim(job_id=job_id)
+    job = job_claim(job_id=job_id, kind=kind)
     if job is None:
-        logger.info("Job %s is not claimable (running elsewhere or finished); skipping.", job_id)
+        logger.info("Job %s is not a claimable %s job (another kind, running elsewhere or finished); "
+                    "skipping.", job_id, kind)
         return None
 
     def on_progress(step, total, metrics=None, log_line=None):

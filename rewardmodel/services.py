@@ -151,7 +151,7 @@ def reward_model_train_run(*, job_id, also_report=None):
 
         return reward_model_train(job, report_both)
 
-    return job_run(job_id=job_id, work=work)
+    return job_run(job_id=job_id, kind=Job.Kind.TRAIN_REWARD_MODEL, work=work)
 
 
 def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=None, on_progress=None):
@@ -265,4 +265,4 @@ def reward_models_evaluate_run(*, job_id):
         project = Project.objects.get(pk=job.params["project_id"])
         return {"accuracy": reward_models_evaluate_all(project, on_progress)}
 
-    return job_run(job_id=job_id, work=work)
+    return job_run(job_id=job_id, kind=Job.Kind.EVALUATE_REWARD_MODEL, work=work)

@@ -11,6 +11,7 @@ from django.db import transaction
 from annotation.models import Batch, Dialogue
 from annotation.services import comparison_create
 from margin.jobs import job_run
+from margin.models import Job
 from rlhf.models import PolicyVersion
 
 
@@ -85,4 +86,4 @@ def generate_pair(job, on_progress):
 
 
 def generate_pair_run(*, job_id):
-    return job_run(job_id=job_id, work=generate_pair)
+    return job_run(job_id=job_id, kind=Job.Kind.GENERATE_PAIR, work=generate_pair)

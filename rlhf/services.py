@@ -362,16 +362,16 @@ def _with_console(work, console):
 
 
 def rejection_sample_run(*, job_id, console=None):
-    return job_run(job_id=job_id, work=_with_console(rejection_sample_work, console))
+    return job_run(job_id=job_id, kind=Job.Kind.REJECTION_SAMPLE, work=_with_console(rejection_sample_work, console))
 
 
 def ppo_run(*, job_id, console=None):
-    return job_run(job_id=job_id, work=_with_console(ppo_work, console))
+    return job_run(job_id=job_id, kind=Job.Kind.PPO, work=_with_console(ppo_work, console))
 
 
 def policy_evaluate_run(*, job_id, console=None):
-    return job_run(job_id=job_id, work=_with_console(policy_evaluate_work, console))
+    return job_run(job_id=job_id, kind=Job.Kind.EVALUATE_POLICY, work=_with_console(policy_evaluate_work, console))
 
 
 def samples_publish_run(*, job_id, console=None):
-    return job_run(job_id=job_id, work=_with_console(samples_publish_work, console))
+    return job_run(job_id=job_id, kind=Job.Kind.PUBLISH_SAMPLES, work=_with_console(samples_publish_work, console))

@@ -19,10 +19,10 @@ def test_a_job_busy_without_progress_keeps_its_lease(settings):
     def work(job, on_progress):
         time.sleep(2.5)  # loading a model, say: no progress report for longer than the lease
         seen["requeued"] = jobs_requeue_stale()
-        seen["second_claim"] = job_claim(job_id=job.pk, worker="another-worker")
+        seen["second_claim"] = job_claim(job_id=job.pk, kind=job.kind, worker="another-worker")
         return {}
 
-    assert job_run(job_id=job.pk, work=work).state == Job.State.SUCCEEDED
+    assert job_run(job_id=job.pk, kind=Job.Kind.TRAIN_REWARD_MODEL, work=work).state == Job.State.SUCCEEDED
     assert seen == {"requeued": [], "second_claim": None}
     job.refresh_from_db()
     assert job.attempts == 1 and job.lease_expires_at is None
@@ -68,3 +68,17 @@ def test_the_worker_parent_process_never_imports_torch():
     env = {"DJANGO_SETTINGS_MODULE": "margin.settings", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_runs_only_a_job_of_its_own_kind():
+    """A message naming the wrong job (a reward-model task given a generate-pair job's id) must not
+    claim it: the job stays queued for its own task, untouched (issue 15, item 2)."""
+    from rewardmodel.tasks import train_reward_model_task
+
+    job = Job.objects.create(kind=Job.Kind.GENERATE_PAIR, params={"dialogue_id": 1})
+    train_reward_model_task(job.pk)  # the task body, as a worker would run it
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.lease_owner, job.error) == (Job.State.QUEUED, 0, "", "")
+    assert job_claim(job_id=job.pk, kind=Job.Kind.TRAIN_REWARD_MODEL) is None
+    assert job_claim(job_id=job.pk, kind=Job.Kind.GENERATE_PAIR).state == Job.State.RUNNING
