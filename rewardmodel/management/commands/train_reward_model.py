@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import Project
 from core.jsonio import TOO_DEEP, RecordError, utf8_check
 from margin.cli import ProgressBar, parse_settings
-from rewardmodel.config import config_help
+from modelruntime.config import config_help
+from rewardmodel.config import RewardModelConfig
 from rewardmodel.services import reward_model_train_run, reward_model_train_start
 
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     help = (
         "Train a reward model on a project's judgments (plus the other objective's data mixed in "
         "as in Llama 2), register it, and report its held-out accuracy. Config fields: "
-        + "; ".join(f"{name} ({default!r}): {text}" for name, (default, text) in config_help().items())
+        + "; ".join(f"{name} ({default!r}): {text}" for name, (default, text) in config_help(RewardModelConfig).items())
     )
 
     def add_arguments(self, parser):

@@ -1,0 +1,116 @@
+"""The one base of the ML configs (reward model, SFT, rejection sampling, PPO, evaluation): a
+dataclass whose fields carry a one-line doc and their bounds, checked on construction.
+
+A field is `config_field(default, help, gt=/ge=/lt=/le=, choices=)`; forms and command flags read
+`metadata["help"]` and the type hints, so nothing is typed twice. A bad value raises
+`ConfigError(field, message)`. Django-free and torch-free: the web process imports it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import types
+import typing
+from dataclasses import MISSING, asdict, field, fields
+
+
+class ConfigError(ValueError):
+    """A bad config value; `field` names it for forms and commands."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(message)
+
+
+def config_field(default, help, **checks):
+    """A dataclass field with its doc; checks: gt / ge / lt / le bounds, choices."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **checks})
+    return field(default=default, metadata={"help": help, **checks})
+
+
+class ConfigBase:
+    """from_dict / to_dict / type and bound checks; subclasses are dataclasses of config_fields."""
+
+    CPU_PRESET: typing.ClassVar[dict] = {}  # what `preset: cpu` replaces, where a config has one
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            setattr(self, f.name, value)
+            _check_bounds(f, value)
+        self.check()
+
+    def check(self):
+        """Cross-field rules; subclasses add theirs."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """Build from user input; unknown names and bad values raise ConfigError naming the field."""
+        if not isinstance(values, dict):
+            raise ConfigError("config", f"config must be a dict of field values, got {type(values).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown config field {unknown[0]!r}; known fields: {', '.join(known)}")
+        # Values the user gave win over the preset's.
+        preset = cls.CPU_PRESET if values.get("preset") == "cpu" else {}
+        return cls(**{**preset, **values})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def config_help(config_class) -> dict:
+    """Field name -> (default, help), for forms and command-line help."""
+    result = {}
+    for f in fields(config_class):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        result[f.name] = (default, f.metadata.get("help", ""))
+    return result
+
+
+def _coerce(name, value, hint):
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"{name} must be a list of {item.__name__}, got {value!r}")
+        return [_coerce(name, v, item) for v in value]
+    if isinstance(hint, types.UnionType):  # `int | None`
+        if value is None:
+            return None
+        hint = next(h for h in typing.get_args(hint) if h is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
+        raise ConfigError(name, f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value):  # "--set learning_rate=NaN" parses; a job's JSON cannot hold it
+        raise ConfigError(name, f"{name} must be a finite number, got {value!r}")
+    if hint is str and "\x00" in value:  # PostgreSQL refuses NUL in text and in JSON
+        raise ConfigError(name, f"{name} must not contain a NUL character")
+    return value
+
+
+_BOUNDS = {"gt": (operator.gt, "> "), "ge": (operator.ge, ">= "), "lt": (operator.lt, "< "), "le": (operator.le, "<= ")}
+
+
+def _check_bounds(f, value):
+    meta = f.metadata
+    for v in value if isinstance(value, list) else [value]:
+        if v is None:
+            continue
+        if "choices" in meta and v not in meta["choices"]:
+            raise ConfigError(f.name, f"{f.name} must be one of {', '.join(map(str, meta['choices']))}, got {v!r}")
+        failed = [key for key, (ok, _) in _BOUNDS.items() if key in meta and not ok(v, meta[key])]
+        if not failed:
+            continue
+        lower = next((key for key in ("gt", "ge") if key in meta), None)
+        upper = next((key for key in ("lt", "le") if key in meta), None)
+        if lower and upper:  # "heldout_fraction must be in [0, 1), got 1.5"
+            interval = (f"{'[' if lower == 'ge' else '('}{meta[lower]:g}, "
+                        f"{meta[upper]:g}{']' if upper == 'le' else ')'}")
+            raise ConfigError(f.name, f"{f.name} must be in {interval}, got {v!r}")
+        key = failed[0]
+        raise ConfigError(f.name, f"{f.name} must be {_BOUNDS[key][1]}{meta[key]}, got {v!r}")
