@@ -11,6 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 app = Celery("margin")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = {
+    # Annotators' write-a-prompt pairs on a queue of their own, served by a worker of their own
+    # (`manage.py serve` starts it): a flood of them never keeps a staff training job waiting on
+    # the `gpu` worker, and a long training job never keeps an annotator waiting for a pair.
+    "rlhf.tasks.generate_pair_task": {"queue": "generate"},
     "rlhf.tasks.*": {"queue": "gpu"},
     "rewardmodel.tasks.*": {"queue": "gpu"},
 }

@@ -172,7 +172,33 @@ def axes_client_ip(request):
 AXES_CLIENT_IP_CALLABLE = axes_client_ip
 
 # --- Celery: Redis broker, JSON only, the job row is the record of truth -----------------------
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+def embedded_redis_password(var_dir):
+    """The password of the redis-server `manage.py serve` starts, generated once into var/ (mode
+    0600) and read by every process (web, workers), so another local process can neither inject
+    nor flush jobs. Created with a hard link so processes starting together agree on one."""
+    import secrets
+
+    path = var_dir / "redis" / "password"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"password.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process won the race: use its password
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+# REDIS_URL (with its password, `redis://:PASSWORD@host:6379/0`) for a Redis of your own; without
+# it, the embedded one on 127.0.0.1:6379 with the generated password.
+REDIS_URL = os.environ.get("REDIS_URL") or (
+    f"redis://:{embedded_redis_password(VAR_DIR)}@127.0.0.1:6379/0"
+)
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None  # progress lives on Job rows, never in a result backend
 CELERY_TASK_SERIALIZER = "json"

@@ -102,7 +102,7 @@ def start_worker(redis_server, transactional_db, tiny_model_path, tmp_path):
     redis_server.refuse_if_not_ours()
     redis_server.client.flushdb()
 
-    def start(name="worker", queues="default,gpu", app="margin", beat=False, env=None):
+    def start(name="worker", queues="default,gpu,generate", app="margin", beat=False, env=None):
         log = open(tmp_path / f"{name}.log", "w")
         command = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", "1",
                    "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]

