@@ -58,3 +58,16 @@ def test_serve_starts_a_redis_that_refuses_strangers_and_a_generation_worker(tmp
         os.killpg(serve.pid, signal.SIGTERM)
         output = serve.communicate(timeout=60)[0]
     assert "starting worker-generate" in output and "-Q generate" in output
+
+
+def test_generation_and_training_wait_on_separate_queues(redis_server, transactional_db):
+    """A flood of write-a-prompt pairs queues behind no training job, and delays none."""
+    from margin.jobs import job_create
+    from margin.models import Job
+
+    redis_server.client.flushdb()
+    for _ in range(5):
+        job_create(kind=Job.Kind.GENERATE_PAIR, params={})
+    job_create(kind=Job.Kind.TRAIN_REWARD_MODEL, params={})
+    assert redis_server.client.llen("generate") == 5
+    assert redis_server.client.llen("gpu") == 1  # next for the gpu worker, whatever is generating
