@@ -50,7 +50,7 @@ def demo(transactional_db):
 def alternating_order(monkeypatch):
     """Serve B on the left, then A, then B...: both ways of un-swapping the sides get checked."""
     draws = itertools.cycle([0.9, 0.1])  # a_on_left = random() < 0.5
-    monkeypatch.setattr(services, "random", types.SimpleNamespace(random=lambda: next(draws)))
+    monkeypatch.setattr(services.assignment, "random", types.SimpleNamespace(random=lambda: next(draws)))
 
 
 def log_in(page, live_server):

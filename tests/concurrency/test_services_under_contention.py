@@ -146,7 +146,7 @@ def test_a_comparison_found_full_under_its_lock_is_let_go_at_once():
     with transaction.atomic():
         # Both rows as candidates, in this order: as if `full` filled up after the listing.
         queue = Comparison.objects.filter(pk__in=[full.pk, free.pk]).order_by("pk")
-        picked = services._comparison_lock_first(queue, annotator=annotator, skip_locked=False)
+        picked = services.assignment._comparison_lock_first(queue, annotator=annotator, skip_locked=False)
         assert picked == free
 
         def lock_full_now():

@@ -1,0 +1,152 @@
+"""Judgments: submit one on a leased comparison (with the attention check), undo the last one."""
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation.models import AnnotatorProfile, Assignment, AttentionPolicy, Comparison, Judgment, Strength
+from annotation.services.access import AnnotationError
+from annotation.services.assignment import lease_end, rows_lock
+from annotation.services.audit import audit_record
+
+
+def _validate_judgment(*, project, chosen_side, strength, left_safe, right_safe):
+    errors = {}
+    if chosen_side not in ("left", "right"):
+        errors["choice"] = "Pick the better response (left or right)."
+    if strength not in Strength.values:
+        errors["strength"] = f"Unknown strength {strength!r}; pick one of the four levels."
+    if project.is_safety:
+        for field, value in (("left_safe", left_safe), ("right_safe", right_safe)):
+            if value is None:
+                errors[field] = "Label this response safe or unsafe."
+    if errors:
+        raise ValidationError(errors)
+
+
+def judgment_submit(
+    *,
+    annotator,
+    comparison_id,
+    chosen_side,
+    strength,
+    left_safe=None,
+    right_safe=None,
+    rationale="",
+):
+    """Record the annotator's judgment on their leased comparison.
+
+    The choice and safety labels arrive in the order shown (left / right) and are stored against
+    the comparison's own A / B, with the order recorded, so the random swap never leaks into data.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        assignment = (
+            rows_lock(Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id))
+            .select_related("comparison__batch__project")
+            .first()
+        )
+        if assignment is None:
+            raise AnnotationError("This comparison is not assigned to you.")
+        comparison = assignment.comparison
+        project = comparison.batch.project
+        if assignment.status == Assignment.Status.SUBMITTED:
+            raise AnnotationError("You already judged this comparison; it was saved once.")
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise AnnotationError("You skipped this comparison.")
+        if not comparison.batch.is_open:
+            raise AnnotationError(f"{comparison.batch} is closed; judgments are no longer taken.")
+        _validate_judgment(
+            project=project,
+            chosen_side=chosen_side,
+            strength=strength,
+            left_safe=left_safe,
+            right_safe=right_safe,
+        )
+        rows_lock(Comparison.objects.filter(pk=comparison.pk)).first()
+        taken = comparison.judgments.count()
+        if assignment.expires_at <= now:
+            # The lease ran out: keep the work if the comparison still has room for it.
+            taken += comparison.assignments.filter(
+                status=Assignment.Status.OPEN, expires_at__gt=now
+            ).count()
+        if taken >= comparison.wanted and not comparison.is_gold:  # gold: everyone judges it
+            raise AnnotationError(
+                "Your time on this comparison ran out and others completed it; "
+                "your answer was not saved. Take the next one."
+            )
+        chose_left = chosen_side == "left"
+        a_safe, b_safe = (left_safe, right_safe) if assignment.a_on_left else (right_safe, left_safe)
+        try:
+            judgment = Judgment.objects.create(
+                comparison=comparison,
+                annotator=annotator,
+                assignment=assignment,
+                choice="a" if chose_left == assignment.a_on_left else "b",
+                strength=strength,
+                response_a_safe=a_safe if project.is_safety else None,
+                response_b_safe=b_safe if project.is_safety else None,
+                a_on_left=assignment.a_on_left,
+                seconds_spent=(now - assignment.served_at).total_seconds(),
+                rationale=(rationale or "").strip(),
+            )
+        except IntegrityError as duplicate:
+            raise AnnotationError("You already judged this comparison.") from duplicate
+        assignment.status = Assignment.Status.SUBMITTED
+        assignment.save(update_fields=["status"])
+        audit_record(actor=annotator, verb="judgment_submit", obj=judgment)
+        judgment.attention_failed = _attention_check(judgment=judgment, project=project)
+    return judgment
+
+
+def _attention_check(*, judgment, project):
+    """Count a missed attention check; under the block policy the annotator is paused."""
+    comparison = judgment.comparison
+    if not (comparison.is_attention_check and comparison.gold_choice):
+        return False
+    if judgment.choice == comparison.gold_choice:
+        return False
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=judgment.annotator)
+    profile.attention_failures += 1
+    fields = ["attention_failures", "updated_at"]
+    if project.attention_policy == AttentionPolicy.BLOCK:
+        profile.is_paused = True
+        profile.paused_reason = f"missed an attention check in {project.name}"
+        fields += ["is_paused", "paused_reason"]
+    profile.save(update_fields=fields)
+    audit_record(actor=judgment.annotator, verb="attention_check_failed", obj=judgment,
+           policy=project.attention_policy)
+    return True
+
+
+def judgment_undo_last(*, annotator, project):
+    """Take back the annotator's newest judgment in this project while its batch is open.
+
+    The comparison is leased to them again, so it comes back as their current task.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        judgment = (
+            Judgment.objects.filter(annotator=annotator, comparison__batch__project=project)
+            .select_related("assignment", "comparison__batch")
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if judgment is None:
+            raise AnnotationError("There is no judgment of yours to undo in this project.")
+        if not judgment.comparison.batch.is_open:
+            raise AnnotationError("Your last judgment's batch is closed; it can no longer change.")
+        assignment = judgment.assignment
+        audit_record(
+            actor=annotator,
+            verb="judgment_undo",
+            obj=judgment,
+            choice=judgment.choice,
+            strength=judgment.strength,
+        )
+        judgment.delete()
+        assignment.status = Assignment.Status.OPEN
+        assignment.served_at = now
+        assignment.expires_at = lease_end(project, now)
+        assignment.save(update_fields=["status", "served_at", "expires_at"])
+    return assignment
