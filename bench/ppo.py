@@ -12,9 +12,9 @@ any more; its GRPO with num_generations=2 draws the same number of completions p
 first iteration of each side is a warm-up and is left out of the mean. The reward model's head
 is untrained (seeded): scoring costs the same as with a trained one, which is all a timing needs.
 Each side runs in its own process. A third side runs TRL in a process with our malloc setting
-(rlhf/allocator.py), to show how much of the gap that setting is. Prompts recur: with 16
+(modelruntime/allocator.py), to show how much of the gap that setting is. Prompts recur: with 16
 prompts and 8 completions per iteration each comes back every second iteration, and ours then
-reads it from the frozen models' prompt KV cache (rlhf/prefixcache.py); `--prompts 64` with 4
+reads it from the frozen models' prompt KV cache (modelruntime/prefixcache.py); `--prompts 64` with 4
 timed iterations has no prompt twice, which times ours without that help.
 
 demo: PPO (our code, `ppo_train`) on SmolLM2; mean reward on the training prompts is measured
@@ -51,7 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.sampling import hh_prompts  # noqa: E402
-from rlhf.modelstore import checkpoint_is_complete, default_model_dir, load_policy, save_checkpoint  # noqa: E402
+from modelruntime.modelstore import checkpoint_is_complete, default_model_dir, load_policy, save_checkpoint  # noqa: E402
 
 STORE = Path(os.environ.get("MARGIN_MODEL_STORE", REPO / "var" / "models"))
 
@@ -137,7 +137,7 @@ def trl_grpo(policy_path, rm_path, prompts, args) -> dict:
 SIDES = {
     "ours (rlhf.ppo)": "ours",
     "TRL 1.16 GRPOTrainer": "trl",
-    # TRL in a process with our allocator setting (rlhf/allocator.py): how much of the gap it is.
+    # TRL in a process with our allocator setting (modelruntime/allocator.py): how much of the gap it is.
     "TRL GRPO + our malloc setting": "trl-kept-memory",
 }
 
@@ -180,7 +180,7 @@ def side(args):
         result = ours(policy_path, rm_path, prompts, args)
     else:
         if args.side == "trl-kept-memory":
-            from rlhf.allocator import keep_freed_memory
+            from modelruntime.allocator import keep_freed_memory
 
             keep_freed_memory()
         result = trl_grpo(policy_path, rm_path, prompts, args)

@@ -44,7 +44,7 @@ def prepare(args, workdir: Path) -> Path:
     """Token ids of chosen / rejected for train and held-out pairs, identical for both sides."""
     from annotation.importers import read_hh_pairs
     from rewardmodel.modeling import encode
-    from rlhf.modelstore import default_model_dir
+    from modelruntime.modelstore import default_model_dir
     from transformers import AutoTokenizer
 
     base = default_model_dir(REPO / "var" / "models")

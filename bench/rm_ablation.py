@@ -115,7 +115,7 @@ def main():
     django.setup()
     import torch
 
-    from rlhf.modelstore import default_model_dir
+    from modelruntime.modelstore import default_model_dir
 
     torch.manual_seed(0)
     base_path = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))

@@ -19,7 +19,7 @@ from rewardmodel.modeling import check_messages, encode, load_for_scoring
 
 class RewardScorer:
     def __init__(self, model, tokenizer, max_length: int = 1024):
-        from rlhf.prefixcache import PrefixCache
+        from modelruntime.prefixcache import PrefixCache
 
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
         # The model is frozen: a prompt read once (K responses to it, the next PPO pass) is not read again.
@@ -72,7 +72,7 @@ class RewardScorer:
 
 def resolve_checkpoint(name_or_path: str) -> Path:
     """A checkpoint directory, or the one of the reward model registered under that name."""
-    from rlhf.modelstore import ModelStoreError, checkpoint_is_complete
+    from modelruntime.modelstore import ModelStoreError, checkpoint_is_complete
 
     path = Path(name_or_path)
     if path.is_dir():
@@ -92,7 +92,7 @@ def resolve_checkpoint(name_or_path: str) -> Path:
 
 
 def load_scorer(name_or_path: str, device=None, max_length: int | None = None) -> RewardScorer:
-    from rlhf.modelstore import pick_device, read_metadata
+    from modelruntime.modelstore import pick_device, read_metadata
 
     path = resolve_checkpoint(str(name_or_path))
     model, tokenizer = load_for_scoring(path, device or pick_device())

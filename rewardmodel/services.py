@@ -14,7 +14,8 @@ from django.db import transaction
 from annotation.models import Batch, Project
 from margin.jobs import job_create, job_run
 from margin.models import Job
-from rewardmodel.config import ConfigError, RewardModelConfig
+from modelruntime.config import ConfigError
+from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, mix, pairs_for_projects, split
 from rewardmodel.models import RewardModel, RewardModelEvaluation
 
@@ -53,7 +54,7 @@ def reward_model_dir(name: str) -> Path:
 
 
 def base_model_path(config: RewardModelConfig) -> Path:
-    from rlhf.modelstore import ModelStoreError, checkpoint_is_complete, default_model_dir
+    from modelruntime.modelstore import ModelStoreError, checkpoint_is_complete, default_model_dir
 
     if not config.base_model:
         return default_model_dir(Path(settings.MARGIN_MODEL_STORE))
@@ -158,7 +159,7 @@ def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=
     """Score held-out pairs once; store overall and per-batch evaluations; return the overall."""
     from rewardmodel.evaluation import report, score_pairs
     from rewardmodel.modeling import load_for_scoring
-    from rlhf.modelstore import pick_device
+    from modelruntime.modelstore import pick_device
 
     if pairs is None:
         config = RewardModelConfig.from_dict(reward_model.config)
@@ -197,7 +198,7 @@ def _evaluation_store(reward_model, batch, label, result):
 def reward_model_resolve(name_or_path: str):
     """(registry row or None, checkpoint path, config) of a registered name or a checkpoint path."""
     from rewardmodel.scoring import resolve_checkpoint
-    from rlhf.modelstore import read_metadata
+    from modelruntime.modelstore import read_metadata
 
     path = resolve_checkpoint(name_or_path)
     record = RewardModel.objects.filter(checkpoint_path=str(path)).first()
@@ -221,7 +222,7 @@ def reward_models_compare(first: str, second: str, project: Project, on_progress
     """Both reward models on the same pairs: the first one's held-out split of `project`."""
     from rewardmodel.evaluation import compare, score_pairs
     from rewardmodel.modeling import load_for_scoring
-    from rlhf.modelstore import pick_device
+    from modelruntime.modelstore import pick_device
 
     _, path_a, config_a = reward_model_resolve(first)
     _, path_b, config_b = reward_model_resolve(second)

@@ -139,15 +139,15 @@ def train(
     metadata: dict | None = None,
 ) -> TrainResult:
     """Train on `pairs` and save the reward model to `output_dir/model`; resumable."""
-    from rlhf.allocator import keep_freed_memory
-    from rlhf.modelstore import save_checkpoint
+    from modelruntime.allocator import keep_freed_memory
+    from modelruntime.modelstore import save_checkpoint
 
     if not pairs:
         raise NoTrainingData("no training pairs")
     output_dir = Path(output_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, tokenizer = load_for_training(base_path, seed=config.seed, device=device)
-    keep_freed_memory()  # no page faults for each step's gradients (rlhf/allocator.py)
+    keep_freed_memory()  # no page faults for each step's gradients (modelruntime/allocator.py)
     trainable_root = select_trainable(model, config)
     named = [(n, p) for n, p in trainable_root.named_parameters() if p.requires_grad]
     # No decay on norms and biases, as is usual with AdamW.

@@ -18,7 +18,7 @@ TIE_TOLERANCE = 1e-6
 
 
 def answers(policy_path: Path | str, prompts: list[list[dict]], sampling: SamplingConfig) -> list[str]:
-    from rlhf.modelstore import load_policy_cached
+    from modelruntime.modelstore import load_policy_cached
 
     model, tokenizer = load_policy_cached(policy_path)
     return [s[0].text for s in sample_responses(model, tokenizer, prompts, sampling, k=1)]

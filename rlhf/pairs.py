@@ -17,7 +17,7 @@ from rlhf.models import PolicyVersion
 
 def policy_version_default():
     """The base chat model (converted once into the model store) as a policy version."""
-    from rlhf.modelstore import DEFAULT_MODEL_NAME, default_model_dir
+    from modelruntime.modelstore import DEFAULT_MODEL_NAME, default_model_dir
 
     path = default_model_dir(Path(settings.MARGIN_MODEL_STORE))
     version, _ = PolicyVersion.objects.get_or_create(
@@ -48,7 +48,7 @@ def pair_temperatures():
 def generate_pair(job, on_progress):
     """Generate two responses to the dialogue so far and store them as a comparison."""
     from rlhf.generation import SamplingConfig, generate_responses
-    from rlhf.modelstore import load_policy_cached
+    from modelruntime.modelstore import load_policy_cached
 
     params = job.params
     dialogue = Dialogue.objects.get(pk=params["dialogue_id"])

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from rlhf.allocator import keep_freed_memory
+from modelruntime.allocator import keep_freed_memory
 from rlhf.config import PPOConfig
 from rlhf.generation import Sample, SamplingConfig, sample_responses
-from rlhf.modelstore import pick_device, save_checkpoint
-from rlhf.prefixcache import PrefixCache
+from modelruntime.modelstore import pick_device, save_checkpoint
+from modelruntime.prefixcache import PrefixCache
 from rlhf.rewards import RewardFn, kl_penalised_rewards, whiten
 
 STATE_NAME = "ppo_state.pt"
@@ -147,7 +147,7 @@ class PPOTrainer:
 
     def __init__(self, config: PPOConfig, policy, tokenizer, reward_fn: RewardFn):
         self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
-        keep_freed_memory()  # no page faults for each update's gradients (rlhf/allocator.py)
+        keep_freed_memory()  # no page faults for each update's gradients (modelruntime/allocator.py)
         self.device = policy.device
         if config.lora_rank:
             from peft import LoraConfig, get_peft_model
@@ -323,7 +323,7 @@ def ppo_train(
     Writes `out_dir/ppo_state.pt` (resumable) and, at the end, the new policy to `out_dir/policy`.
     `on_progress(iteration, total, record)` is called after each iteration with its log record.
     """
-    from rlhf.modelstore import load_policy
+    from modelruntime.modelstore import load_policy
 
     if not prompts:
         raise ValueError("PPO needs at least one training prompt")

@@ -120,7 +120,7 @@ def rejection_sample(
     metadata: dict | None = None,
 ) -> RejectionSamplingResult:
     """Sample, pick, (pool), fine-tune; the new policy is written to `out_dir` with its winners."""
-    from rlhf.modelstore import load_policy, save_checkpoint
+    from modelruntime.modelstore import load_policy, save_checkpoint
     from rlhf.sft import sft_train
 
     if not prompts:

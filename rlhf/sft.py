@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from rlhf.allocator import keep_freed_memory
+from modelruntime.allocator import keep_freed_memory
 from rlhf.config import SFTConfig
 from rlhf.generation import chat_prompt
 
@@ -73,7 +73,7 @@ def sft_train(
     if not pairs:
         raise ValueError("SFT needs at least one (prompt, response) pair")
     examples = [sft_example(tokenizer, prompt, response, config.max_length) for prompt, response in pairs]
-    keep_freed_memory()  # no page faults for each step's gradients (rlhf/allocator.py)
+    keep_freed_memory()  # no page faults for each step's gradients (modelruntime/allocator.py)
     rng = random.Random(seed)
     order = []
     while len(order) < math.ceil(config.epochs * len(examples)):  # fractional epochs: a partial last pass

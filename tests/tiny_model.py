@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from rlhf.modelstore import checkpoint_is_complete, load_gguf_tokenizer, save_checkpoint
+from modelruntime.modelstore import checkpoint_is_complete, load_gguf_tokenizer, save_checkpoint
 
 TOKENIZER_CACHE_NAME = "smollm2-tokenizer"
 

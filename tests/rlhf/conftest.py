@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.modelstore import load_policy
+from modelruntime.modelstore import load_policy
 from tests.tiny_model import build_tiny_model
 
 TEST_CACHE = Path(__file__).resolve().parents[2] / "var" / "test-cache"

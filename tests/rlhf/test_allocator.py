@@ -9,7 +9,7 @@ import pytest
 
 PROBE = """
 import resource, torch
-from rlhf.allocator import keep_freed_memory
+from modelruntime.allocator import keep_freed_memory
 applied = keep_freed_memory()
 
 def step():  # a training step's large tensors: gradients (112 MiB like SmolLM2's embedding) and temporaries

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlhf.generation import SamplingConfig, generate_responses
-from rlhf.modelstore import load_policy
+from modelruntime.modelstore import load_policy
 
 pytestmark = [
     pytest.mark.gpu,

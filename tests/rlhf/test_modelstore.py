@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from rlhf.generation import SamplingConfig, generate_responses
-from rlhf.modelstore import (
+from modelruntime.modelstore import (
     DEFAULT_MODEL_NAME,
     MARKER_NAME,
     ModelStoreError,
@@ -168,7 +168,7 @@ def test_default_model_reads_a_cached_prompt_as_a_full_forward_does(converted_st
 
     from rlhf.generation import sample_responses
     from rlhf.ppo import policy_forward, rollout_batch
-    from rlhf.prefixcache import PrefixCache
+    from modelruntime.prefixcache import PrefixCache
 
     model, tokenizer = load_policy(default_model_dir(converted_store))
     prompts = [QUESTION, [{"role": "user", "content": "Name a colour of the sky at dusk."}]]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlhf.config import PPOConfig
-from rlhf.modelstore import checkpoint_is_complete, load_policy, read_metadata
+from modelruntime.modelstore import checkpoint_is_complete, load_policy, read_metadata
 from rlhf.ppo import STATE_NAME, PPOTrainer, policy_forward, ppo_train, prompts_for_iteration
 
 PROMPTS = [[{"role": "user", "content": text}] for text in

@@ -4,7 +4,7 @@ gives what a full forward gives, each prompt is read once, and the cache stays i
 import pytest
 import torch
 
-from rlhf.prefixcache import PrefixCache
+from modelruntime.prefixcache import PrefixCache
 
 SEQUENCES = [list(range(300, 300 + n)) for n in (12, 17, 9, 14)]
 SPLITS = [8, 3, 0, 13]  # the third row has no prefix; the last keeps one token after it

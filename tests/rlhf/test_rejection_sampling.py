@@ -6,7 +6,7 @@ import torch
 
 from rlhf.config import RejectionSamplingConfig, SFTConfig
 from rlhf.generation import chat_prompt
-from rlhf.modelstore import checkpoint_is_complete, load_policy
+from modelruntime.modelstore import checkpoint_is_complete, load_policy
 from rlhf.rejection_sampling import (
     SAMPLES_NAME, Winner, best_of_k, k_values, pool_winners, rejection_sample, reward_vs_k, winners_load,
 )

@@ -14,7 +14,7 @@ from rewardmodel.services import (
     reward_models_compare,
     reward_models_evaluate_all,
 )
-from rlhf.modelstore import ModelStoreError
+from modelruntime.modelstore import ModelStoreError
 
 
 class Command(BaseCommand):

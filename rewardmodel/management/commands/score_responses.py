@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from core.jsonio import RecordError, utf8_check
 from margin.cli import ProgressBar
 from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
-from rlhf.modelstore import ModelStoreError
+from modelruntime.modelstore import ModelStoreError
 
 
 class Command(BaseCommand):
