@@ -32,8 +32,9 @@ from django.core.management import call_command  # noqa: E402
 
 from annotation.models import Project  # noqa: E402
 from annotation.services import batch_open  # noqa: E402
-from dataio.exporters import ExportFilters, export_rows, rows_write  # noqa: E402
+from dataio.exports import ExportFilters, export_rows  # noqa: E402
 from dataio.services import data_import  # noqa: E402
+from dataio.writers import rows_write  # noqa: E402
 
 DATA = settings.MARGIN_SHARED_DATA
 FILES = [  # (file, format, objective)

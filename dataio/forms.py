@@ -2,9 +2,10 @@ from django import forms
 from django.conf import settings
 
 from annotation.models import MarginScheme, Objective, Project
-from dataio.exporters import OUTPUT_FORMATS
 from dataio.formats import PARSERS, mapping_parse
 from dataio.records import MAX_NUMBER
+from dataio.writers import OUTPUT_FORMATS
+
 
 class ProjectsField(forms.ModelMultipleChoiceField):
     def _check_values(self, value):

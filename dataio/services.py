@@ -16,8 +16,9 @@ from django.db import transaction
 
 from annotation.models import AuditEvent, Batch, Comparison, Dialogue, Judgment, Turn
 from annotation.services import batch_current, comparison_create
-from dataio.exporters import annotator_pseudonym
-from dataio.formats import PARSERS, EmptyFile, ReadOptions, TooLarge, raw_records
+from dataio.exports import annotator_pseudonym
+from dataio.formats import PARSERS, ReadOptions
+from dataio.reading import EmptyFile, TooLarge, raw_records
 from dataio.records import MAX_NUMBER, Limits, RecordError, content_key, record_validate, records_merge
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact

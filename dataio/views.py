@@ -11,9 +11,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.services import AnnotationError
-from dataio.exporters import ExportError, ExportFilters, export_rows, rows_write
+from dataio.exports import ExportFilters, export_rows
 from dataio.forms import ExportForm, ImportForm
 from dataio.services import ImportRejected, data_import
+from dataio.writers import ExportError, rows_write
 
 
 def staff_required(view):

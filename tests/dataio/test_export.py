@@ -7,7 +7,8 @@ from django.core.management import CommandError, call_command
 
 from annotation.models import Comparison, Demonstration, Judgment, Project
 from annotation.services import batch_close, batch_open
-from dataio.exporters import ExportError, ExportFilters, annotator_pseudonym, preference_rows
+from dataio.exports import ExportFilters, annotator_pseudonym, preference_rows
+from dataio.writers import ExportError
 from tests.dataio.conftest import import_file, write_jsonl
 from tests.factories import ComparisonFactory, UserFactory
 

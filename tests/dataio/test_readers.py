@@ -7,7 +7,8 @@ import json
 import pytest
 
 from dataio.formats import ReadOptions, mapping_parse, parse_argilla, parse_autoj, parse_generic
-from dataio.formats import parse_hh, parse_labelstudio, parse_pandalm, parse_pku, parse_tulu, raw_records
+from dataio.formats import parse_hh, parse_labelstudio, parse_pandalm, parse_pku, parse_tulu
+from dataio.reading import raw_records
 from dataio.records import Label, Limits, RecordError, record_validate, records_merge
 
 OPTIONS = ReadOptions(source="test.jsonl")

@@ -4,7 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import MarginScheme, Objective, Project
-from dataio.exporters import EXPORT_KINDS, OUTPUT_FORMATS, ExportError, ExportFilters, export_rows, rows_write
+from dataio.exports import EXPORT_KINDS, ExportFilters, export_rows
+from dataio.writers import OUTPUT_FORMATS, ExportError, rows_write
 from margin.cli import ProgressBar
 from rlhf.models import PolicyVersion
 

@@ -1,15 +1,13 @@
-"""Exporting: judged comparisons as TRL preference rows, everything as Margin JSONL, SFT data.
+"""Export queries: judged comparisons as TRL preference rows, everything as Margin JSONL, SFT data.
 
-Reads only (selectors); writers put rows in JSON Lines, parquet or a `datasets` folder.
-Annotator ids never leave as usernames: ours become a keyed hash, stable across exports.
+Reads only (selectors); dataio.writers puts the rows in a file. Annotator ids never leave as
+usernames: ours become a keyed hash, stable across exports.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from annotation.models import Batch, Comparison, Demonstration, Dialogue, Judgment
-from dataio.records import MAX_NUMBER
 from core.vocabulary import SAFETY_LABELS_OF_BIN
+from dataio.records import MAX_NUMBER
+from dataio.writers import ExportError
 from rewardmodel.data import _excluded_annotator_ids, pairs_for_projects
-
-OUTPUT_FORMATS = ("jsonl", "csv", "parquet", "datasets")
-
-
-
-class ExportError(ValueError):
-    """A bad filter or destination; the message says which."""
 
 
 def annotator_pseudonym(user_id) -> str:
@@ -275,73 +267,3 @@ def export_rows(kind, filters: ExportFilters):
     if kind == "sft":
         return sft_rows(filters), {}
     raise ExportError(f"Unknown export kind {kind!r}; use {', '.join(EXPORT_KINDS)}.")
-
-
-def rows_write(rows, destination, output_format="jsonl", on_progress=None):
-    """Write rows to `destination`; returns how many. `datasets` writes a save_to_disk folder."""
-    if output_format not in OUTPUT_FORMATS:
-        raise ExportError(f"Unknown output format {output_format!r}; use {', '.join(OUTPUT_FORMATS)}.")
-    destination = Path(destination)
-    if not destination.parent.is_dir():
-        raise ExportError(f"The folder {destination.parent} does not exist.")
-    rows = list(rows)
-    try:
-        if output_format == "jsonl":
-            return _jsonl_write(rows, destination, on_progress)
-        if output_format == "csv":
-            return _csv_write(rows, destination, on_progress)
-    except OSError as problem:  # a folder where the file goes, no permission, a full disk
-        raise ExportError(f"Cannot write {destination}: {problem.strerror}.") from problem
-    from datasets import Dataset  # heavy import, only when asked for
-
-    if not rows:
-        raise ExportError("Nothing to export with these filters; parquet and datasets need rows.")
-    dataset = Dataset.from_list(rows)
-    if output_format == "parquet":
-        dataset.to_parquet(str(destination))
-    else:
-        dataset.save_to_disk(str(destination))
-    if on_progress:
-        on_progress(len(rows), len(rows))
-    return len(rows)
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value):
-    """One CSV cell for a spreadsheet: a chat of one message is its text, other lists and objects
-    are JSON, and text that would run as a formula gets a leading ' (shown, never run). Numbers
-    stay numbers. defusedcsv was not used: it lets "-2" through and leaves tab and CR alone."""
-    if value is None:
-        return ""
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "content" in value[0]:
-        value = value[0]["content"]
-    if isinstance(value, (list, dict)):
-        value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _jsonl_write(rows, destination, on_progress):
-    with open(destination, "w", encoding="utf-8") as out:
-        for step, row in enumerate(rows, start=1):
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            if on_progress:
-                on_progress(step, len(rows))
-    return len(rows)
-
-
-def _csv_write(rows, destination, on_progress):
-    """CSV for reading in a spreadsheet (JSONL is the lossless, re-importable export)."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(destination, "w", encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=columns, restval="")
-        writer.writeheader()
-        for step, row in enumerate(rows, start=1):
-            writer.writerow({key: csv_cell(value) for key, value in row.items()})
-            if on_progress:
-                on_progress(step, len(rows))
-    return len(rows)
