@@ -39,9 +39,9 @@ def _rlhf(config_name, start_name):
         return getattr(config, config_name)
 
     def start(*, lead, config, created_by):
-        from rlhf import services
+        from rlhf import jobs
 
-        return getattr(services, start_name)(config=config, created_by=created_by)
+        return getattr(jobs, start_name)(config=config, created_by=created_by)
 
     return config_class, start
 

@@ -1,17 +1,17 @@
 """Judgments -> reward-model training pairs: aggregation, margins, safety rules, split, mixing.
 
-The pure part (`aggregate`, `margin_for`, `safety_bin`, `is_heldout`, `mix`) works on plain
+The pure part (`aggregate`, `margin_for`, `safety_bin`, `split`, `mix`) works on plain
 values and is what the tests pin down; `pairs_for_projects` reads the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from statistics import median_low
 
+from core.heldout import prompt_is_heldout, prompt_key
 from core.vocabulary import (  # noqa: F401  (BOTH_SAFE and the other bins: read through here by tests)
     BOTH_SAFE,
     BOTH_UNSAFE,
@@ -126,21 +126,11 @@ def keep_for_objective(pair_bin: str, objective: str) -> bool:
     return not (objective == "safety" and pair_bin == CHOSEN_UNSAFE_OTHER_SAFE)
 
 
-def prompt_key(context: list) -> str:
-    """Key of the dialogue's opening prompt; every pair on it falls on the same side of the split."""
-    opening = next((m["content"] for m in context if m["role"] == "user"), "")
-    return hashlib.sha256(opening.strip().encode()).hexdigest()
-
-
-def is_heldout(key: str, fraction: float, seed: int = 0) -> bool:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
 def split(pairs: list[TrainingPair], fraction: float, seed: int = 0):
+    """(train, held-out) by prompt: core/heldout.py's split, the one the policy jobs use too."""
     train, heldout = [], []
     for pair in pairs:
-        (heldout if is_heldout(pair.prompt_key, fraction, seed) else train).append(pair)
+        (heldout if prompt_is_heldout(pair.prompt_key, fraction=fraction, seed=seed) else train).append(pair)
     return train, heldout
 
 

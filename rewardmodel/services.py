@@ -14,7 +14,8 @@ from django.db import transaction
 from annotation.models import Batch, Project
 from margin.jobs import job_create, job_run
 from margin.models import Job
-from rewardmodel.config import ConfigError, RewardModelConfig
+from modelruntime.config import ConfigError
+from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, mix, pairs_for_projects, split
 from rewardmodel.models import RewardModel, RewardModelEvaluation
 

@@ -12,27 +12,27 @@ def generate_pair_task(job_id, **kwargs):
 
 @shared_task(acks_late=True)
 def rejection_sample_task(job_id, **kwargs):
-    from rlhf.services import rejection_sample_run
+    from rlhf.work import rejection_sample_run
 
     rejection_sample_run(job_id=job_id)
 
 
 @shared_task(acks_late=True)
 def ppo_task(job_id, **kwargs):
-    from rlhf.services import ppo_run
+    from rlhf.work import ppo_run
 
     ppo_run(job_id=job_id)
 
 
 @shared_task(acks_late=True)
 def policy_evaluate_task(job_id, **kwargs):
-    from rlhf.services import policy_evaluate_run
+    from rlhf.work import policy_evaluate_run
 
     policy_evaluate_run(job_id=job_id)
 
 
 @shared_task(acks_late=True)
 def samples_publish_task(job_id, **kwargs):
-    from rlhf.services import samples_publish_run
+    from rlhf.work import samples_publish_run
 
     samples_publish_run(job_id=job_id)

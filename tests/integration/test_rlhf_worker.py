@@ -6,7 +6,7 @@ import pytest
 from margin.jobs import job_cancel_request
 from margin.models import Job
 from rewardmodel.models import RewardModel
-from rlhf import services
+from rlhf import jobs
 from rlhf.models import PolicyVersion
 from tests.factories import DialogueFactory, ProjectFactory
 from tests.integration.conftest import wait_until
@@ -31,7 +31,7 @@ def finished(job):
 
 def test_worker_runs_rejection_sampling_into_a_new_version(start_worker, world):
     start_worker()
-    job = services.rejection_sample_start(config={
+    job = jobs.rejection_sample_start(config={
         "policy": "tiny", "helpfulness_rm": "tiny-helpful", "k": 2, "max_new_tokens": 4, "batch_size": 2,
         "micro_batch_size": 2, "max_length": 256, "epochs": 1.0, "max_prompts": 3,
     })
@@ -46,7 +46,7 @@ def test_worker_runs_rejection_sampling_into_a_new_version(start_worker, world):
 
 def test_worker_stops_a_ppo_job_when_staff_cancel_it(start_worker, world):
     start_worker()
-    job = services.ppo_start(config={
+    job = jobs.ppo_start(config={
         "policy": "tiny", "helpfulness_rm": "tiny-helpful", "iterations": 500, "batch_size": 2,
         "minibatch_size": 1, "max_new_tokens": 4, "max_prompts": 3, "checkpoint_every": 1000,
     })

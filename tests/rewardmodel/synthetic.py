@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from rewardmodel.config import RewardModelConfig
-from rewardmodel.data import TrainingPair, prompt_key
+from core.heldout import prompt_key
+from rewardmodel.data import TrainingPair
 
 TOPICS = ["tea", "rivers", "chess", "bread", "planets", "knots", "bees", "glass", "maps", "clocks"]
 

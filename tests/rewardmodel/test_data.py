@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from annotation.models import Adjudication, Judgment
-from rewardmodel.config import ConfigError, RewardModelConfig
+from core.heldout import prompt_key
+from modelruntime.config import ConfigError
+from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import (
     BOTH_SAFE,
     CHOSEN_SAFE_OTHER_UNSAFE,
@@ -14,7 +16,6 @@ from rewardmodel.data import (
     margin_for,
     mix,
     pairs_for_projects,
-    prompt_key,
     split,
 )
 from rewardmodel.loss import margin_ranking_loss

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from annotation.models import Comparison
 from margin.models import Job
 from rewardmodel.models import RewardModel
-from rlhf import services
+from rlhf import jobs, work
 from rlhf.models import PolicyVersion
 from tests.factories import BatchFactory, DialogueFactory, ProjectFactory, SafetyProjectFactory
 
@@ -44,24 +44,24 @@ def run(job, run_fn):
 
 
 @pytest.mark.parametrize("start, config, field", [
-    (services.rejection_sample_start, {**RS, "k": 0}, "k"),
-    (services.rejection_sample_start, {**RS, "temprature": 1.0}, "temprature"),
-    (services.rejection_sample_start, {**RS, "k": "four"}, "k"),
-    (services.rejection_sample_start, {**RS, "policy": "nope"}, "policy"),
-    (services.rejection_sample_start, {**RS, "helpfulness_rm": "missing-rm"}, "helpfulness_rm"),
-    (services.rejection_sample_start, {**RS, "helpfulness_rm": ""}, "helpfulness_rm"),
-    (services.rejection_sample_start, {**RS, "project": "nope"}, "project"),
-    (services.rejection_sample_start, {**RS, "name": "tiny"}, "name"),
-    (services.rejection_sample_start, {**RS, "name": "bad name!"}, "name"),
-    (services.ppo_start, {**PPO, "clip_range": -0.2}, "clip_range"),
-    (services.ppo_start, {**PPO, "minibatch_size": 3}, "minibatch_size"),
-    (services.ppo_start, {**PPO, "batch_size": 1, "minibatch_size": 1}, "batch_size"),
-    (services.policy_evaluate_start, {"policy": "tiny", "helpfulness_rm": "tiny-helpful"}, "against"),
-    (services.policy_evaluate_start, {"policy": "tiny", "against": "tiny", "helpfulness_rm": "tiny-helpful",
+    (jobs.rejection_sample_start, {**RS, "k": 0}, "k"),
+    (jobs.rejection_sample_start, {**RS, "temprature": 1.0}, "temprature"),
+    (jobs.rejection_sample_start, {**RS, "k": "four"}, "k"),
+    (jobs.rejection_sample_start, {**RS, "policy": "nope"}, "policy"),
+    (jobs.rejection_sample_start, {**RS, "helpfulness_rm": "missing-rm"}, "helpfulness_rm"),
+    (jobs.rejection_sample_start, {**RS, "helpfulness_rm": ""}, "helpfulness_rm"),
+    (jobs.rejection_sample_start, {**RS, "project": "nope"}, "project"),
+    (jobs.rejection_sample_start, {**RS, "name": "tiny"}, "name"),
+    (jobs.rejection_sample_start, {**RS, "name": "bad name!"}, "name"),
+    (jobs.ppo_start, {**PPO, "clip_range": -0.2}, "clip_range"),
+    (jobs.ppo_start, {**PPO, "minibatch_size": 3}, "minibatch_size"),
+    (jobs.ppo_start, {**PPO, "batch_size": 1, "minibatch_size": 1}, "batch_size"),
+    (jobs.policy_evaluate_start, {"policy": "tiny", "helpfulness_rm": "tiny-helpful"}, "against"),
+    (jobs.policy_evaluate_start, {"policy": "tiny", "against": "tiny", "helpfulness_rm": "tiny-helpful",
                                       "heldout_fraction": 0.0}, "project"),
-    (services.samples_publish_start, {"project": "helpful", "policy_a": "tiny", "temperature_b": 0.7}, "temperature_b"),
-    (services.samples_publish_start, {"project": "safety"}, "project"),  # no open batch
-    (services.samples_publish_start, {"project": ""}, "project"),
+    (jobs.samples_publish_start, {"project": "helpful", "policy_a": "tiny", "temperature_b": 0.7}, "temperature_b"),
+    (jobs.samples_publish_start, {"project": "safety"}, "project"),  # no open batch
+    (jobs.samples_publish_start, {"project": ""}, "project"),
 ])
 def test_bad_config_is_refused_naming_the_field_and_nothing_is_created(world, start, config, field):
     with pytest.raises(ValidationError) as refused:
@@ -72,7 +72,7 @@ def test_bad_config_is_refused_naming_the_field_and_nothing_is_created(world, st
 
 
 def test_rejection_sampling_job_makes_a_child_version_with_its_curve_and_data(world):
-    job = run(services.rejection_sample_start(config=RS), services.rejection_sample_run)
+    job = run(jobs.rejection_sample_start(config=RS), work.rejection_sample_run)
 
     version = PolicyVersion.objects.get(pk=job.result["policy_version_id"])
     assert version.name == "RLHF-V1" and version.parent == world and version.job == job
@@ -83,14 +83,14 @@ def test_rejection_sampling_job_makes_a_child_version_with_its_curve_and_data(wo
     assert version.config["k"] == 2
 
     # The next iteration starts from the newest version and pools the first one's winners.
-    second = run(services.rejection_sample_start(config={**RS, "policy": "RLHF-V1"}), services.rejection_sample_run)
+    second = run(jobs.rejection_sample_start(config={**RS, "policy": "RLHF-V1"}), work.rejection_sample_run)
     child = PolicyVersion.objects.get(pk=second.result["policy_version_id"])
     assert child.name == "RLHF-V2" and child.lineage() == [child, version, world]
     assert child.data["kept_samples"] == 4  # same prompts: one winner each, from either iteration
 
 
 def test_ppo_job_logs_every_iteration_on_the_job_and_the_version(world):
-    job = run(services.ppo_start(config=PPO), services.ppo_run)
+    job = run(jobs.ppo_start(config=PPO), work.ppo_run)
 
     version = PolicyVersion.objects.get(pk=job.result["policy_version_id"])
     iterations = version.metrics["ppo_iterations"]
@@ -106,7 +106,7 @@ def test_evaluation_stores_the_rm_judged_win_rate_against_the_parent(world):
     child = PolicyVersion.objects.create(name="child", parent=world, checkpoint_path=world.checkpoint_path)
     config = {"policy": "child", "helpfulness_rm": "tiny-helpful", "max_new_tokens": 4, "heldout_fraction": 0.5}
 
-    job = run(services.policy_evaluate_start(config=config), services.policy_evaluate_run)
+    job = run(jobs.policy_evaluate_start(config=config), work.policy_evaluate_run)
 
     child.refresh_from_db()
     win_rate = child.metrics["win_rate"]
@@ -120,7 +120,7 @@ def test_publishing_sends_two_versions_answers_to_the_open_batch_once(world):
     other = PolicyVersion.objects.create(name="other", parent=world, checkpoint_path=world.checkpoint_path)
     config = {"project": "helpful", "policy_a": "tiny", "policy_b": "other", "max_new_tokens": 4, "max_prompts": 3}
 
-    job = run(services.samples_publish_start(config=config), services.samples_publish_run)
+    job = run(jobs.samples_publish_start(config=config), work.samples_publish_run)
 
     comparisons = Comparison.objects.filter(batch__project__name="helpful")
     assert job.result["comparisons"] == comparisons.count() == 3
@@ -128,5 +128,5 @@ def test_publishing_sends_two_versions_answers_to_the_open_batch_once(world):
         assert {comparison.response_a.policy_version, comparison.response_b.policy_version} == {world, other}
         assert comparison.response_a.sampling["temperature"] == 0.7
         assert comparison.response_b.sampling["temperature"] == 1.0
-    again = run(services.samples_publish_start(config={**config, "max_prompts": 32}), services.samples_publish_run)
+    again = run(jobs.samples_publish_start(config={**config, "max_prompts": 32}), work.samples_publish_run)
     assert again.result["comparisons"] == 5  # the 8 helpful prompts, none of the 3 twice

@@ -1,5 +1,5 @@
 from margin.models import Job
-from rlhf import services
+from rlhf import jobs, work
 from rlhf.config import PublishSamplesConfig
 from rlhf.management.commands._policy_job import PolicyJobCommand
 
@@ -8,6 +8,6 @@ class Command(PolicyJobCommand):
     help = "Two versions / temperatures answer a project's prompts; the pairs become comparisons in its open batch."
     config_class = PublishSamplesConfig
     kind = Job.Kind.PUBLISH_SAMPLES
-    params = staticmethod(services.samples_publish_params)
-    start = staticmethod(services.samples_publish_start)
-    run = staticmethod(services.samples_publish_run)
+    params = staticmethod(jobs.samples_publish_params)
+    start = staticmethod(jobs.samples_publish_start)
+    run = staticmethod(work.samples_publish_run)

@@ -10,7 +10,7 @@ from annotation.models import Project
 from core.jsonio import TOO_DEEP, RecordError, utf8_check
 from core.vocabulary import ROLES
 from rlhf.models import PolicyVersion
-from rlhf.services import policy_prompts, policy_version_resolve
+from rlhf.selectors import policy_prompts, policy_version_resolve
 
 
 def prompts_read(path: Path) -> list[list[dict]]:
@@ -84,7 +84,7 @@ class Command(BaseCommand):
         elif not Project.objects.filter(name=options["project"]).exists():
             raise CommandError(f"--project: no project named {options['project']!r}")
         else:
-            prompts = [p for p, _ in policy_prompts(project_name=options["project"], heldout_fraction=0.0)]
+            prompts = [p.messages for p in policy_prompts(project_name=options["project"], heldout_fraction=0.0)]
         if options["limit"]:
             prompts = prompts[: options["limit"]]
         if not prompts:

@@ -1,0 +1,193 @@
+"""The policy jobs' work (rejection sampling, PPO, evaluation, publishing samples): what the
+Celery task, and a management command in its own process, runs on a claimed job row. Pair
+generation for annotators is in rlhf/pairs.py."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from annotation.models import Batch
+from annotation.services import comparison_create
+from core.heldout import prompt_key
+from core.progress import work_with_console
+from margin.jobs import job_run
+from margin.models import Job
+from rlhf.models import PolicyVersion
+from rlhf.selectors import policy_prompts, policy_version_resolve
+
+
+def reward_fn_build(config, prompts):
+    """logit(R_c) from the config's reward models (Llama 2's combined reward, rlhf/rewards.py);
+    `prompts` are PolicyPrompts, whose safety flag decides which RM scores each prompt."""
+    from rewardmodel.scoring import load_scorer
+    from rlhf.rewards import combined_reward_fn
+
+    safety_keys = {prompt.key for prompt in prompts if prompt.is_safety}
+    return combined_reward_fn(
+        load_scorer(config.helpfulness_rm) if config.helpfulness_rm else None,
+        load_scorer(config.safety_rm) if config.safety_rm else None,
+        # The rollout code hands back the prompt part of each conversation: its opening user
+        # turn finds the prompt's flag, however the messages were copied on the way.
+        is_safety=lambda conversation: prompt_key(conversation) in safety_keys,
+    )
+
+
+def policy_dir(name: str) -> Path:
+    return Path(settings.MARGIN_MODEL_STORE) / "policies" / name
+
+
+def _training_data(config, parent, prompts):
+    return {
+        "project": config.project or "(all projects)",
+        "prompts": len(prompts),
+        "safety_prompts": sum(1 for prompt in prompts if prompt.is_safety),
+        "helpfulness_rm": config.helpfulness_rm,
+        "safety_rm": config.safety_rm,
+        "parent": parent.name,
+    }
+
+
+def _version_store(*, job, name, kind, parent, checkpoint, config, data, metrics):
+    version, _ = PolicyVersion.objects.update_or_create(
+        name=name,
+        defaults=dict(kind=kind, parent=parent, checkpoint_path=str(checkpoint), config=config.to_dict(),
+                      data=data, metrics=metrics, job=job),
+    )
+    return version
+
+
+def rejection_sample_work(job, on_progress):
+    from rlhf.config import RejectionSamplingConfig
+    from rlhf.rejection_sampling import SAMPLES_NAME, rejection_sample, winners_load
+
+    config = RejectionSamplingConfig.from_dict(job.params["config"])
+    parent = policy_version_resolve(config.policy)
+    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
+                             seed=config.seed, limit=config.max_prompts)
+    previous = []
+    for ancestor in parent.lineage():
+        samples = Path(ancestor.checkpoint_path) / SAMPLES_NAME
+        if ancestor.kind == PolicyVersion.Kind.REJECTION_SAMPLING and samples.is_file():
+            previous += winners_load(samples, ancestor.name)
+    on_progress(0, 1, log_line=f"{len(prompts)} prompts from {parent.name}; {len(previous)} earlier winners to pool")
+    result = rejection_sample(
+        config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn_build(config, prompts),
+        policy_dir(config.name) / "policy", previous=previous, on_progress=on_progress,
+        metadata={"name": config.name, "parent": parent.name},
+    )
+    data = {**_training_data(config, parent, prompts), "kept_samples": len(result.winners),
+            "pooled_from": result.pooled_from, "samples_file": str(result.checkpoint / SAMPLES_NAME)}
+    metrics = {"reward_vs_k": result.reward_vs_k, "sft_loss": result.sft["loss"]}
+    version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.REJECTION_SAMPLING, parent=parent,
+                             checkpoint=result.checkpoint, config=config, data=data, metrics=metrics)
+    return {"policy_version_id": version.pk, "name": version.name}
+
+
+def ppo_work(job, on_progress):
+    from rlhf.config import PPOConfig
+    from rlhf.ppo import ppo_train
+
+    config = PPOConfig.from_dict(job.params["config"])
+    parent = policy_version_resolve(config.policy)
+    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
+                             seed=config.seed, limit=config.max_prompts)
+    history = {r["iteration"]: r for r in job.metrics.get("ppo_iterations", [])}
+    on_progress(0, config.iterations, log_line=f"PPO from {parent.name} on {len(prompts)} prompts")
+
+    def progress(done, total, record):
+        history[record["iteration"]] = record
+        line = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "iteration")
+        on_progress(done, total, metrics={"ppo_iterations": [history[i] for i in sorted(history)]},
+                    log_line=f"iteration {done}/{total}: {line}")
+
+    result = ppo_train(config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn_build(config, prompts),
+                       policy_dir(config.name), on_progress=progress,
+                       metadata={"name": config.name, "parent": parent.name})
+    if result.stopped_early:
+        on_progress(len(result.iterations), config.iterations, log_line=f"stopped early: {result.stopped_early}")
+    data = {**_training_data(config, parent, prompts), "resumed_from_iteration": result.resumed_from,
+            "stopped_early": result.stopped_early}
+    version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.PPO, parent=parent,
+                             checkpoint=result.checkpoint, config=config, data=data,
+                             metrics={"ppo_iterations": result.iterations})
+    return {"policy_version_id": version.pk, "name": version.name}
+
+
+def policy_evaluate_work(job, on_progress):
+    from rlhf.config import PolicyEvaluationConfig
+    from rlhf.evaluation import win_rate
+
+    config = PolicyEvaluationConfig.from_dict(job.params["config"])
+    version = policy_version_resolve(config.policy)
+    against = PolicyVersion.objects.get(name=config.against) if config.against else version.parent
+    prompts = policy_prompts(project_name=config.project, split="heldout", heldout_fraction=config.heldout_fraction,
+                             seed=config.seed, limit=config.max_prompts)
+    on_progress(0, 3, log_line=f"{version.name} against {against.name} on {len(prompts)} held-out prompts")
+    result = win_rate(version.checkpoint_path, against.checkpoint_path, [p.messages for p in prompts],
+                      reward_fn_build(config, prompts), temperature=config.temperature,
+                      max_new_tokens=config.max_new_tokens, seed=config.seed,
+                      on_progress=lambda step, log_line: on_progress(step, 3, log_line=log_line))
+    summary = {"against": against.name, "win_rate": result["win_rate"], "prompts": result["prompts"]}
+    with transaction.atomic():
+        version = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+        version.metrics = {**version.metrics, "win_rate": summary, "evaluation": result}
+        version.save(update_fields=["metrics"])
+    on_progress(3, 3, metrics={"win_rate": summary})
+    return {"policy_version_id": version.pk, **summary}
+
+
+def samples_publish_work(job, on_progress):
+    """Two responses per prompt (two versions and/or temperatures) as comparisons in the open batch.
+
+    Dialogues that already have a comparison in that batch are skipped, so a retried job adds no
+    duplicates.
+    """
+    from rlhf.config import PublishSamplesConfig
+    from rlhf.generation import SamplingConfig, sample_responses
+    from modelruntime.modelstore import load_policy_cached
+
+    config = PublishSamplesConfig.from_dict(job.params["config"])
+    batch = Batch.objects.filter(project__name=config.project, is_open=True).order_by("-number").first()
+    if batch is None:
+        raise ValueError(f"project {config.project!r} has no open batch")
+    versions = [policy_version_resolve(config.policy_a), policy_version_resolve(config.policy_b or config.policy_a)]
+    dialogues = [
+        d for d in batch.project.dialogues.exclude(comparisons__batch=batch).order_by("pk")
+        if (m := d.messages(upto=1)) and m[0]["role"] == "user"
+    ][: config.max_prompts]
+    prompts = [d.messages(upto=1) for d in dialogues]
+    answers = []
+    for step, (version, temperature) in enumerate(zip(versions, (config.temperature_a, config.temperature_b))):
+        on_progress(step, 3, log_line=f"sampling {len(prompts)} responses from {version.name} at temperature {temperature}")
+        model, tokenizer = load_policy_cached(version.checkpoint_path)
+        sampling = SamplingConfig(temperature=temperature, max_new_tokens=config.max_new_tokens, seed=config.seed + step)
+        samples = sample_responses(model, tokenizer, prompts, sampling, k=1)
+        answers.append([{"text": s[0].text, "policy_version": version, "model_name": version.name,
+                         "sampling": sampling.to_dict()} for s in samples])
+    created = []
+    with transaction.atomic():
+        for dialogue, a, b in zip(dialogues, *answers):
+            comparison = comparison_create(batch=batch, dialogue=dialogue, context_length=1, responses=[a, b])
+            comparison.metadata = {**comparison.metadata, "published_by_job": job.pk}
+            comparison.save(update_fields=["metadata"])
+            created.append(comparison.pk)
+    on_progress(3, 3, log_line=f"published {len(created)} comparisons to {batch}")
+    return {"batch_id": batch.pk, "comparisons": len(created),
+            "versions": [v.name for v in versions], "temperatures": [config.temperature_a, config.temperature_b]}
+
+
+def rejection_sample_run(*, job_id, console=None):
+    return job_run(job_id=job_id, kind=Job.Kind.REJECTION_SAMPLE, work=work_with_console(rejection_sample_work, console))
+
+
+def ppo_run(*, job_id, console=None):
+    return job_run(job_id=job_id, kind=Job.Kind.PPO, work=work_with_console(ppo_work, console))
+
+
+def policy_evaluate_run(*, job_id, console=None):
+    return job_run(job_id=job_id, kind=Job.Kind.EVALUATE_POLICY, work=work_with_console(policy_evaluate_work, console))
+
+
+def samples_publish_run(*, job_id, console=None):
+    return job_run(job_id=job_id, kind=Job.Kind.PUBLISH_SAMPLES, work=work_with_console(samples_publish_work, console))
