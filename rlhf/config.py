@@ -43,6 +43,7 @@ class SFTConfig(ConfigBase):
     max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)
     max_length: int = config_field(4096, "Tokens per example, prompt and answer (paper: 4096).", ge=16)
     min_lr_ratio: float = config_field(0.0, "Cosine schedule floor as a share of the peak.", ge=0, lt=1)
+    checkpoint_every: int = config_field(50, "Save a resumable fine-tuning state every N optimizer steps.", gt=0)
 
 
 @dataclass
