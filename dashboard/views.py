@@ -1,15 +1,14 @@
-"""Staff dashboard screens. Every view is wrapped in `staff_required`; views parse, call a
-service or selector, and render a page or the partial htmx swaps."""
+"""Staff dashboard screens. Every view is wrapped in `staff_required(<permission>)` (margin/roles.py):
+reading needs VIEW_DASHBOARD, each action its own permission. Views parse, call a service or
+selector, and render a page or the partial htmx swaps."""
 
 from __future__ import annotations
 
 import os
-from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,20 +20,7 @@ from annotation.models import Batch, Comparison, Project
 from dashboard import forms, models_data, selectors, services
 from margin.jobs import job_cancel_request
 from margin.models import Job
-
-
-def staff_required(view):
-    """Anonymous users go to the login page; logged-in non-staff get 403."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not request.user.is_staff:
-            raise PermissionDenied("The dashboard is for staff.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+from margin.roles import MANAGE_PROJECTS, RUN_JOBS, VIEW_DASHBOARD, staff_required
 
 
 def _upload_url():
@@ -47,7 +33,7 @@ def _upload_url():
 # --- overview and projects ------------------------------------------------------------------------
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def index(request):
     context = {
@@ -58,7 +44,7 @@ def index(request):
     return render(request, "dashboard/index.html", context)
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 def project_create(request):
     form = forms.ProjectForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -98,7 +84,7 @@ def _project_context(project, settings_form=None, batch=None):
     }
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def project(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
@@ -108,7 +94,7 @@ def project(request, project_id):
     return render(request, "dashboard/project.html", _project_context(project, batch=batch))
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 @require_POST
 def project_settings(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
@@ -129,7 +115,7 @@ def project_settings(request, project_id):
     return render(request, "dashboard/project.html", context, status=status)
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 @require_POST
 def batch_open(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
@@ -137,7 +123,7 @@ def batch_open(request, project_id):
     return redirect("dashboard:project", project_id=project.pk)
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 @require_POST
 def batch_close(request, batch_id):
     batch = get_object_or_404(Batch, pk=batch_id, is_open=True)
@@ -153,7 +139,7 @@ def _annotators_context(project):
             "projects": Project.objects.all()}
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def annotators(request):
     project = None
@@ -162,7 +148,7 @@ def annotators(request):
     return render(request, "dashboard/annotators.html", _annotators_context(project))
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 @require_POST
 def annotator_update(request, user_id):
     user = get_object_or_404(get_user_model(), pk=user_id)
@@ -181,7 +167,7 @@ def annotator_update(request, user_id):
 # --- review ---------------------------------------------------------------------------------------
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def review(request, project_id):
     project = get_object_or_404(Project, pk=project_id)
@@ -189,7 +175,7 @@ def review(request, project_id):
     return render(request, "dashboard/review.html", {"project": project, "rows": rows})
 
 
-@staff_required
+@staff_required(MANAGE_PROJECTS)
 def adjudicate(request, comparison_id):
     try:
         comparison = selectors.comparison_for_review(comparison_id=comparison_id)
@@ -214,14 +200,14 @@ def adjudicate(request, comparison_id):
 # --- leaderboard and models -----------------------------------------------------------------------
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def leaderboard(request):
     return render(request, "dashboard/leaderboard.html",
                   {"rows": selectors.policy_leaderboard()})
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def models(request):
     return render(request, "dashboard/models.html", models_data.models_context())
@@ -230,7 +216,7 @@ def models(request):
 # --- jobs -----------------------------------------------------------------------------------------
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def jobs(request):
     state, kind = request.GET.get("state", ""), request.GET.get("kind", "")
@@ -250,7 +236,7 @@ def jobs(request):
     return render(request, "dashboard/jobs.html", context)
 
 
-@staff_required
+@staff_required(VIEW_DASHBOARD)
 @require_GET
 def job(request, job_id):
     job = get_object_or_404(Job, pk=job_id)
@@ -261,7 +247,7 @@ def job(request, job_id):
     return render(request, "dashboard/job.html", {"job": job})
 
 
-@staff_required
+@staff_required(RUN_JOBS)
 @require_POST
 def job_cancel(request, job_id):
     job = get_object_or_404(Job, pk=job_id)
@@ -270,7 +256,7 @@ def job_cancel(request, job_id):
     return redirect("dashboard:job", job_id=job.pk)
 
 
-@staff_required
+@staff_required(RUN_JOBS)
 @require_POST
 def job_retry(request, job_id):
     job = get_object_or_404(Job, pk=job_id)
@@ -322,7 +308,7 @@ def _launch_form_class(kind):
     return launcher, forms.config_form_class(launcher.config_class(), lead=lead)
 
 
-@staff_required
+@staff_required(RUN_JOBS)
 def job_launch(request, kind):
     launcher, form_class = _launch_form_class(kind)
     form = form_class(request.POST if request.method == "POST" else None)

@@ -1,11 +1,8 @@
 """Staff pages: upload a preference-data file, download an export."""
 
 import tempfile
-from functools import wraps
 from pathlib import Path
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -15,20 +12,10 @@ from dataio.exports import ExportFilters, export_rows
 from dataio.forms import ExportForm, ImportForm
 from dataio.services import ImportRejected, data_import
 from dataio.writers import ExportError, rows_write
+from margin.roles import EXPORT_DATA, IMPORT_DATA, staff_required
 
 
-def staff_required(view):
-    @wraps(view)
-    @login_required
-    def guarded(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Imports and exports are for staff only.")
-        return view(request, *args, **kwargs)
-
-    return guarded
-
-
-@staff_required
+@staff_required(IMPORT_DATA)
 @require_http_methods(["GET", "POST"])
 def import_page(request):
     bound = request.method == "POST"  # an empty POST is a form with every field missing
@@ -54,7 +41,7 @@ def import_page(request):
     return render(request, "dataio/import.html", context, status=status)
 
 
-@staff_required
+@staff_required(EXPORT_DATA)
 @require_GET
 def export_page(request):
     form = ExportForm(request.GET if "projects" in request.GET else None)

@@ -1,7 +1,8 @@
 from functools import wraps
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+
+from margin.roles import staff_ensure
 
 
 class StaffOnlyAdminSite(admin.AdminSite):
@@ -13,8 +14,8 @@ class StaffOnlyAdminSite(admin.AdminSite):
     def _refuse_non_staff(self, view):
         @wraps(view)
         def guarded(request, *args, **kwargs):
-            if request.user.is_authenticated and not request.user.is_staff:
-                raise PermissionDenied("The admin is for staff only.")
+            if request.user.is_authenticated:
+                staff_ensure(user=request.user)
             return view(request, *args, **kwargs)
 
         return guarded

@@ -25,6 +25,17 @@ class StaffFactory(UserFactory):
     username = factory.Sequence(lambda n: f"staff{n}")
     is_staff = True
 
+    class Meta:
+        skip_postgeneration_save = True  # the hook saves what it changes
+
+    @factory.post_generation
+    def roles(user, create, extracted, **kwargs):
+        """Every staff role (margin/roles.py) unless the test names fewer: roles=["viewer"]."""
+        if create:
+            from margin.roles import ROLES, staff_roles_set
+
+            staff_roles_set(user=user, roles=list(ROLES) if extracted is None else extracted)
+
 
 class ProjectFactory(factory.django.DjangoModelFactory):
     class Meta:

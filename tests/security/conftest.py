@@ -22,6 +22,7 @@ from annotation.models import (
     Turn,
 )
 from margin.models import Job
+from margin.roles import ROLES
 from rewardmodel.models import RewardModel, RewardModelEvaluation
 from rlhf.models import PolicyVersion
 from tests.factories import (
@@ -62,10 +63,13 @@ def _fast_settings(settings, tmp_path):
 @pytest.fixture
 def world(db, tmp_path):
     """owner: one judgment (with a note), one skip (with a reason), one open assignment, a pair
-    being generated; intruder: another annotator with nothing; staff: a superuser. One judgment
+    being generated; intruder: another annotator with nothing; staff: a superuser; one staff user
+per role of margin/roles.py, named after it, and no_role, staff with no role. One judgment
     per comparison, so nobody else is ever served the owner's open comparison. Every text a
     user can write carries the payload."""
     staff = StaffFactory(username=evil("staff"), is_superuser=True)
+    role_users = {role: StaffFactory(username=role, roles=[role]) for role in ROLES}
+    role_users["no_role"] = StaffFactory(username="no-role", roles=[])
     owner = UserFactory(username=evil("owner"), first_name=evil("first"), last_name=evil("last"))
     intruder = UserFactory(username="intruder")
     sleeper = UserFactory(username=evil("sleeper"))
@@ -132,6 +136,7 @@ def world(db, tmp_path):
         "project": project, "batch": batch, "comparisons": comparisons,
         "judgment": judgment, "skipped": skipped, "assignment": assignment,
         "pair_job": pair_job, "job": job, "reward_model": reward_model, "policy": policy,
+        **role_users,
     }
 
 

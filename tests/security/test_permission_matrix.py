@@ -1,10 +1,12 @@
-"""Every URL the project serves, for four users: anonymous, an annotator who owns the objects
-(owner), another annotator (intruder) and staff (a superuser).
+"""Every URL the project serves, for eight users: anonymous, an annotator who owns the objects
+(owner), another annotator (intruder), staff (a superuser), one staff user for each role of
+margin/roles.py (viewer, project_manager, ml_operator) and a staff user with no role (no_role).
 
 The URL list comes from walking `django.urls.get_resolver()`: a new URL pattern without a row in
 `matrix()` (or in the admin rows generated from the admin's registry) fails
 `test_every_url_pattern_is_in_the_matrix` until someone decides who may reach it. On annotation
-pages staff are ordinary annotators: they see their own work only.
+pages staff are ordinary annotators: they see their own work only. On staff pages each role
+reaches what its permissions allow and gets a 403 elsewhere.
 """
 
 from dataclasses import dataclass, field
@@ -15,9 +17,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import URLResolver, get_resolver, reverse
 
 from margin.models import Job
+from margin.roles import EXPORT_DATA, IMPORT_DATA, MANAGE_PROJECTS, RUN_JOBS, VIEW_DASHBOARD
+from margin.roles import ROLES as STAFF_ROLES
 from tests.security.conftest import client_for, payload_leaks, snapshot
 
-ROLES = ("anonymous", "owner", "intruder", "staff")
+ROLE_USERS = (*STAFF_ROLES, "no_role")  # staff without superuser rights
+ROLES = ("anonymous", "owner", "intruder", "staff", *ROLE_USERS)
 LOGIN = "redirect to /accounts/login/"
 ADMIN_LOGIN = "redirect to /admin/login/"
 SIGNED_OUT = "signed out, then redirect to /accounts/login/"
@@ -38,8 +43,8 @@ def annotator(method, url, ok=200, own=True, data=None):
     """Annotation screens: any signed-in user; `own=False` rows belong to `owner` alone, so
     everyone else gets 404."""
     others = ok if own else 404
-    return Case(method, url, {"anonymous": LOGIN, "owner": ok, "intruder": others, "staff": others},
-                data or {})
+    expected = {role: others for role in ROLES} | {"anonymous": LOGIN, "owner": ok}
+    return Case(method, url, expected, data or {})
 
 
 def post_only(url):
@@ -47,15 +52,22 @@ def post_only(url):
     return annotator("get", url, ok=405)
 
 
-def staff_only(method, url, ok=None, data=None):
+def staff_only(method, url, ok=None, data=None, needs=VIEW_DASHBOARD):
+    """Staff pages: the superuser and the roles holding `needs` get `ok`; everyone else signed in
+    a 403 (before any 405: the permission is checked first)."""
     ok = ok or (200 if method == "get" else IN)
-    return Case(method, url, {"anonymous": LOGIN, "owner": 403, "intruder": 403, "staff": ok},
-                data or {})
+    expected = {"anonymous": LOGIN, "owner": 403, "intruder": 403, "staff": ok, "no_role": 403}
+    for role, spec in STAFF_ROLES.items():
+        expected[role] = ok if needs in spec.permissions else 403
+    return Case(method, url, expected, data or {})
 
 
-def admin_page(url, staff=200, anonymous=ADMIN_LOGIN, method="get", last=0):
-    return Case(method, url, {"anonymous": anonymous, "owner": 403, "intruder": 403, "staff": staff},
-                last=last)
+def admin_page(url, staff=200, anonymous=ADMIN_LOGIN, method="get", last=0, role=None):
+    """Admin pages; `role`: what a staff user with a role (and so no model permission) gets,
+    by default the same as the superuser."""
+    expected = {"anonymous": anonymous, "owner": 403, "intruder": 403, "staff": staff}
+    expected |= {name: staff if role is None else role for name in ROLE_USERS}
+    return Case(method, url, expected, last=last)
 
 
 # Admin rows the superuser is refused or redirected on purpose.
@@ -97,12 +109,12 @@ def admin_rows(world):
             reverse("admin:view_on_site", args=[ContentType.objects.get_for_model(Job).pk, world["job"].pk]),
             staff=404)],
         "admin/auth/user/<id>/password/": [
-            admin_page(reverse("admin:auth_user_password_change", args=[world["owner"].pk]))],
+            admin_page(reverse("admin:auth_user_password_change", args=[world["owner"].pk]), role=403)],
         "admin/(?P<url>.*)$": [admin_page("/admin/no-such-page/", staff=404)],
     }
     labels = list(dict.fromkeys(model._meta.app_label for model in admin.site._registry))
     rows[f"admin/^(?P<app_label>{'|'.join(labels)})/$"] = [
-        admin_page(reverse("admin:app_list", args=[label])) for label in labels
+        admin_page(reverse("admin:app_list", args=[label]), role=404) for label in labels
     ]
     for model in admin.site._registry:
         app, name = model._meta.app_label, model._meta.model_name
@@ -117,7 +129,7 @@ def admin_rows(world):
             (base + "<path:object_id>/change/", "change", [row.pk], 200),
         ]:
             url = reverse(f"admin:{app}_{name}_{url_name}", args=args)
-            rows[route] = [admin_page(url, staff=ADMIN_STAFF_STATUS.get(route, status))]
+            rows[route] = [admin_page(url, staff=ADMIN_STAFF_STATUS.get(route, status), role=403)]
         rows[base + "<path:object_id>/"] = [admin_page(f"/{base}{row.pk}/", staff=302)]
     return rows
 
@@ -142,8 +154,8 @@ def matrix(world):
         "projects/<int:project_id>/compare/": [annotator("get", a("compare", project))],
         "projects/<int:project_id>/undo/": [
             post_only(a("undo", project)),
-            Case("post", a("undo", project), {"anonymous": LOGIN, "owner": IN, "intruder": 422, "staff": 422},
-                 last=1),
+            Case("post", a("undo", project),
+                 {role: 422 for role in ROLES} | {"anonymous": LOGIN, "owner": IN}, last=1),
         ],
         "projects/<int:project_id>/write/": [annotator("get", a("write", project)),
                                              annotator("post", a("write", project), ok=422, data={"prompt": ""})],
@@ -164,47 +176,47 @@ def matrix(world):
         "jobs/<int:job_id>/pair/": [annotator("get", a("pair_status", world["pair_job"].pk), own=False)],
         "my/judgments/": [annotator("get", a("my_judgments"))],
         "my/judgments/<int:judgment_id>/": [annotator("get", a("my_judgment", world["judgment"].pk), own=False)],
-        # --- dashboard: staff only
+        # --- dashboard: staff; reading needs VIEW_DASHBOARD, each action its own permission
         "dashboard/": [staff_only("get", d("index"))],
-        "dashboard/projects/new/": [staff_only("get", d("project_create")),
-                                    staff_only("post", d("project_create"), ok=422)],
+        "dashboard/projects/new/": [staff_only("get", d("project_create"), needs=MANAGE_PROJECTS),
+                                    staff_only("post", d("project_create"), ok=422, needs=MANAGE_PROJECTS)],
         "dashboard/projects/<int:project_id>/": [staff_only("get", d("project", project))],
         "dashboard/projects/<int:project_id>/settings/": [
-            staff_only("get", d("project_settings", project), ok=405),
-            staff_only("post", d("project_settings", project), ok=422),
+            staff_only("get", d("project_settings", project), ok=405, needs=MANAGE_PROJECTS),
+            staff_only("post", d("project_settings", project), ok=422, needs=MANAGE_PROJECTS),
         ],
         "dashboard/projects/<int:project_id>/batches/open/": [
-            staff_only("get", d("batch_open", project), ok=405),
-            staff_only("post", d("batch_open", project)),
+            staff_only("get", d("batch_open", project), ok=405, needs=MANAGE_PROJECTS),
+            staff_only("post", d("batch_open", project), needs=MANAGE_PROJECTS),
         ],
         "dashboard/batches/<int:batch_id>/close/": [
-            staff_only("get", d("batch_close", batch), ok=405),
-            staff_only("post", d("batch_close", batch)),
+            staff_only("get", d("batch_close", batch), ok=405, needs=MANAGE_PROJECTS),
+            staff_only("post", d("batch_close", batch), needs=MANAGE_PROJECTS),
         ],
         "dashboard/projects/<int:project_id>/review/": [staff_only("get", d("review", project))],
         "dashboard/comparisons/<int:comparison_id>/adjudicate/": [
-            staff_only("get", d("adjudicate", judged)),
-            staff_only("post", d("adjudicate", judged), ok=422),
+            staff_only("get", d("adjudicate", judged), needs=MANAGE_PROJECTS),
+            staff_only("post", d("adjudicate", judged), ok=422, needs=MANAGE_PROJECTS),
         ],
         "dashboard/annotators/": [staff_only("get", d("annotators"))],
         "dashboard/annotators/<int:user_id>/": [
-            staff_only("get", d("annotator_update", world["sleeper"].pk), ok=405),
-            staff_only("post", d("annotator_update", world["sleeper"].pk), ok=422),
+            staff_only("get", d("annotator_update", world["sleeper"].pk), ok=405, needs=MANAGE_PROJECTS),
+            staff_only("post", d("annotator_update", world["sleeper"].pk), ok=422, needs=MANAGE_PROJECTS),
         ],
         "dashboard/leaderboard/": [staff_only("get", d("leaderboard"))],
         "dashboard/models/": [staff_only("get", d("models"))],
         "dashboard/jobs/": [staff_only("get", d("jobs"))],
-        "dashboard/jobs/new/<str:kind>/": [staff_only("get", d("job_launch", rm_kind)),
-                                           staff_only("post", d("job_launch", rm_kind), ok=422)],
+        "dashboard/jobs/new/<str:kind>/": [staff_only("get", d("job_launch", rm_kind), needs=RUN_JOBS),
+                                           staff_only("post", d("job_launch", rm_kind), ok=422, needs=RUN_JOBS)],
         "dashboard/jobs/<int:job_id>/": [staff_only("get", d("job", job))],
-        "dashboard/jobs/<int:job_id>/cancel/": [staff_only("get", d("job_cancel", job), ok=405),
-                                                staff_only("post", d("job_cancel", job))],
-        "dashboard/jobs/<int:job_id>/retry/": [staff_only("get", d("job_retry", job), ok=405),
-                                               staff_only("post", d("job_retry", job))],
-        # --- data import and export: staff only
-        "data/import/": [staff_only("get", reverse("dataio:import")),
-                         staff_only("post", reverse("dataio:import"), ok=422)],
-        "data/export/": [staff_only("get", reverse("dataio:export"))],
+        "dashboard/jobs/<int:job_id>/cancel/": [staff_only("get", d("job_cancel", job), ok=405, needs=RUN_JOBS),
+                                                staff_only("post", d("job_cancel", job), needs=RUN_JOBS)],
+        "dashboard/jobs/<int:job_id>/retry/": [staff_only("get", d("job_retry", job), ok=405, needs=RUN_JOBS),
+                                               staff_only("post", d("job_retry", job), needs=RUN_JOBS)],
+        # --- data import and export: staff with the permission
+        "data/import/": [staff_only("get", reverse("dataio:import"), needs=IMPORT_DATA),
+                         staff_only("post", reverse("dataio:import"), ok=422, needs=IMPORT_DATA)],
+        "data/export/": [staff_only("get", reverse("dataio:export"), needs=EXPORT_DATA)],
     }
     rows.update(admin_rows(world))
     return rows
