@@ -1,4 +1,9 @@
+"""The admin of annotation rows. Edits of judgments, comparisons and annotator profiles leave an
+audit event; the audit trail itself can be read, never changed or deleted (issue 15)."""
+
 from django.contrib import admin, messages
+from django.db import models, transaction
+from django.forms.models import model_to_dict
 
 from annotation import services
 from annotation.models import (
@@ -15,6 +20,43 @@ from annotation.models import (
     Response,
     Turn,
 )
+
+
+def _plain(value):
+    """A value as the audit event's JSON can hold it (rows by primary key)."""
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Every add, change and delete made here writes an AuditEvent in the same transaction
+    (the admin's add/change/delete views are atomic; bulk deletes are made so below)."""
+
+    def save_model(self, request, obj, form, change):
+        changed = {name: [_plain(form.initial.get(name)), _plain(form.cleaned_data.get(name))]
+                   for name in form.changed_data} if change else {}
+        super().save_model(request, obj, form, change)
+        services.audit_record(actor=request.user, verb="admin_change" if change else "admin_add",
+                              obj=obj, changed=changed)
+
+    def delete_model(self, request, obj):
+        self._deletion_record(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self._deletion_record(request, obj)
+            super().delete_queryset(request, queryset)
+
+    def _deletion_record(self, request, obj):
+        row = {name: _plain(value) for name, value in model_to_dict(obj).items()}
+        services.audit_record(actor=request.user, verb="admin_delete", obj=obj, row=row)
 
 
 @admin.register(Project)
@@ -70,13 +112,14 @@ class ResponseAdmin(admin.ModelAdmin):
 class JudgmentInline(admin.TabularInline):
     model = Judgment
     extra = 0
+    can_delete = False  # deleted from the Judgment admin, which audits it
     fields = ["annotator", "external_annotator", "choice", "strength", "response_a_safe",
               "response_b_safe", "a_on_left", "seconds_spent", "created_at"]
     readonly_fields = fields
 
 
 @admin.register(Comparison)
-class ComparisonAdmin(admin.ModelAdmin):
+class ComparisonAdmin(AuditedAdmin):
     list_display = ["pk", "batch", "dialogue", "context_length", "is_gold", "created_at"]
     list_filter = ["batch__project", "batch", "is_gold"]
     raw_id_fields = ["dialogue", "response_a", "response_b", "reserved_for"]
@@ -91,7 +134,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(AuditedAdmin):
     list_display = ["pk", "comparison", "annotator", "external_annotator", "choice", "strength",
                     "response_a_safe", "response_b_safe", "seconds_spent", "created_at"]
     list_filter = ["strength", "choice", "comparison__batch__project"]
@@ -115,9 +158,12 @@ class AuditEventAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(AnnotatorProfile)
-class AnnotatorProfileAdmin(admin.ModelAdmin):
+class AnnotatorProfileAdmin(AuditedAdmin):
     list_display = ["user", "is_paused", "exclude_from_training"]
     list_filter = ["is_paused", "exclude_from_training"]
     search_fields = ["user__username"]

@@ -78,6 +78,7 @@ ADMIN_STAFF_STATUS = {
     "admin/axes/accessfailurelog/add/": 403,
     # the audit trail is written by the services only
     "admin/annotation/auditevent/add/": 403,
+    "admin/annotation/auditevent/<path:object_id>/delete/": 403,
 }
 
 

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 
-from annotation.models import Project
+from annotation.models import AnnotatorProfile, Project
 from margin.roles import ROLES
 from tests.factories import ProjectFactory, StaffFactory, UserFactory
 
@@ -31,7 +31,7 @@ def test_a_viewer_reads_the_dashboard_but_cannot_pause_an_annotator(client):
     page = response.content.decode()
     assert "Can manage projects, batches and annotators" in page and "dashboard.manage_projects" in page
     assert "project manager" in page
-    assert not hasattr(annotator, "annotatorprofile") or not annotator.annotatorprofile.is_paused
+    assert not AnnotatorProfile.objects.filter(user=annotator, is_paused=True).exists()
 
 
 def test_staff_without_a_role_are_told_which_permission_the_dashboard_needs(client):
