@@ -1,10 +1,11 @@
-"""Bridges from database rows to the reward-model code: start, run and record training and
-evaluation jobs. The ML itself lives in data.py, training.py and evaluation.py."""
+"""Bridges from database rows to the reward-model code: start, run and record training jobs,
+and evaluate registered models. The ML itself lives in data.py, training.py and evaluation.py."""
 
 from __future__ import annotations
 
 import random
 import re
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from annotation.models import Batch, Project
+from core.progress import work_with_console
 from margin.jobs import job_create, job_run
 from margin.models import Job
 from modelruntime.config import ConfigError
@@ -91,6 +93,12 @@ def dataset_build(project: Project, config: RewardModelConfig):
     if config.max_pairs and len(mixed) > config.max_pairs:
         # A seeded sample, not the first N: pairs come in batch order, one data set after another.
         mixed = random.Random(config.seed).sample(mixed, config.max_pairs)
+    if not mixed or not heldout:  # issue 15 item 7: said before training, not after it
+        raise NoTrainingData(
+            f"project {project.name!r} has too little data for a reward model: {len(mixed)} training "
+            f"and {len(heldout)} held-out pairs ({len(own)} usable pairs, heldout_fraction "
+            f"{config.heldout_fraction:g}); judge more comparisons or change heldout_fraction"
+        )
     record = {
         "projects": [project.name, *(p.name for p in others)],
         "batches": sorted({p.batch_id for p in own}),
@@ -118,10 +126,26 @@ def reward_model_train(job, on_progress):
     def progress(step, total, metrics):
         on_progress(step, total, metrics=metrics)
 
-    result = train(
-        config, train_pairs, reward_model_dir(name), base_path=base, on_progress=progress,
-        metadata={"name": name, "objective": project.objective, "base_model": str(base)},
-    )
+    try:
+        result = train(
+            config, train_pairs, reward_model_dir(name), base_path=base, on_progress=progress,
+            metadata={"name": name, "objective": project.objective, "base_model": str(base)},
+        )
+        reward_model = _reward_model_register(job, name=name, project=project, base=base, config=config,
+                                              data=data, result=result)
+        on_progress(result.steps, result.steps, log_line="evaluating on the held-out pairs")
+        summary = reward_model_evaluate(reward_model, project=project, pairs=heldout)
+    except Exception:  # JobCancelled too
+        # A failed (or cancelled) job leaves no model behind: no registry row, no checkpoint.
+        # A killed worker or an interrupted command never gets here, so their checkpoints stay
+        # for the retry to resume from.
+        RewardModel.objects.filter(name=name, job=job).delete()
+        shutil.rmtree(reward_model_dir(name), ignore_errors=True)
+        raise
+    return {"reward_model_id": reward_model.pk, "heldout": summary}
+
+
+def _reward_model_register(job, *, name, project, base, config, data, result) -> RewardModel:
     parent = (
         RewardModel.objects.filter(project=project, objective=project.objective).exclude(name=name).first()
     )
@@ -136,23 +160,12 @@ def reward_model_train(job, on_progress):
                 job=job,
             ),
         )
-    on_progress(result.steps, result.steps, log_line="evaluating on the held-out pairs")
-    summary = reward_model_evaluate(reward_model, project=project, pairs=heldout)
-    return {"reward_model_id": reward_model.pk, "heldout": summary}
+    return reward_model
 
 
-def reward_model_train_run(*, job_id, also_report=None):
-    """Run a training job here; `also_report` gets every progress call too (a command's bar)."""
-
-    def work(job, on_progress):
-        def report_both(step, total, metrics=None, log_line=None):
-            if also_report:
-                also_report(step, total, metrics, log_line)
-            on_progress(step, total, metrics=metrics, log_line=log_line)
-
-        return reward_model_train(job, report_both)
-
-    return job_run(job_id=job_id, kind=Job.Kind.TRAIN_REWARD_MODEL, work=work)
+def reward_model_train_run(*, job_id, console=None):
+    """Run a training job here; `console` gets every progress call too (a command's bar)."""
+    return job_run(job_id=job_id, kind=Job.Kind.TRAIN_REWARD_MODEL, work=work_with_console(reward_model_train, console))
 
 
 def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=None, on_progress=None):
@@ -251,19 +264,3 @@ def reward_models_evaluate_all(project: Project, on_progress=None) -> dict:
     if on_progress:
         on_progress(len(models), len(models))
     return results
-
-
-def reward_models_evaluate_start(*, project, created_by=None) -> Job:
-    if not RewardModel.objects.filter(objective=project.objective).exclude(checkpoint_path="").exists():
-        raise ValidationError({"project": f"no trained {project.objective} reward model to evaluate"})
-    return job_create(
-        kind=Job.Kind.EVALUATE_REWARD_MODEL, params={"project_id": project.pk}, created_by=created_by
-    )
-
-
-def reward_models_evaluate_run(*, job_id):
-    def work(job, on_progress):
-        project = Project.objects.get(pk=job.params["project_id"])
-        return {"accuracy": reward_models_evaluate_all(project, on_progress)}
-
-    return job_run(job_id=job_id, kind=Job.Kind.EVALUATE_REWARD_MODEL, work=work)

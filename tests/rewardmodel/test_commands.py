@@ -62,6 +62,9 @@ def test_train_registers_evaluates_and_reports_per_strength(rm_project, tiny_mod
         (["--name", "x", "--set", "learnin_rate=1"], "unknown config field 'learnin_rate'"),
         (["--name", "x", "--set", "margin_scheme=huge"], "margin_scheme"),
         (["--name", "x", "--set", "oops"], "--set expects name=value"),
+        # One option per config field, as the policy commands have; it wins over --set.
+        (["--name", "x", "--set", "learning_rate=0.001", "--learning-rate", "-1"], "learning_rate must be > 0"),
+        (["--name", "x", "--margin-scheme", "huge"], "margin_scheme must be none, small or large"),
         (["--name", "../etc", "--set", "epochs=1"], "not a usable name"),
     ],
 )
@@ -71,6 +74,17 @@ def test_train_refuses_bad_input_and_creates_nothing(rm_project, arguments, mess
     with pytest.raises(CommandError, match=message.replace("(", r"\(")):
         call_command("train_reward_model", *arguments)
     assert not Job.objects.exists() and not RewardModel.objects.exists()
+
+
+def test_train_on_too_little_data_says_so_before_training_and_registers_nothing(
+    rm_project, tiny_model_path, store, capsys
+):
+    with pytest.raises(CommandError, match=f"project '{rm_project.name}' has too little data .*0 held-out pairs"):
+        call_command("train_reward_model", "--project", rm_project.name, "--name", "thin",
+                     *tiny_config(tiny_model_path), "--heldout-fraction", "0")
+    assert "evaluating" not in capsys.readouterr().out  # it never got as far as training
+    assert Job.objects.get().state == Job.State.FAILED
+    assert not RewardModel.objects.exists() and not (store / "reward_models" / "thin").exists()
 
 
 def test_train_refuses_a_project_without_judgments_and_a_bad_config_file(tmp_path):
