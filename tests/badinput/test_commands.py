@@ -97,7 +97,7 @@ CASES = {
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "=1"], "--set expects name=value, got '=1'"),
     "train_reward_model: config not an object": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--config", "{tmp}/list.json"],
-        "--config {tmp}/list.json must hold a JSON object of config fields"),
+        "--config {tmp}/list.json must hold a JSON object of field values"),
     "train_reward_model: config missing": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--config", "{tmp}/none.json"],
         "Cannot read --config {tmp}/none.json"),
@@ -155,7 +155,7 @@ CASES = {
         "line 1, field “(line)”: JSON nested too deeply"),
     "sample: prompts nested too deeply": (["sample", "--prompts", "{tmp}/deep.json", "--out", "{tmp}/o.jsonl"],
                                           "deep.json line 1: JSON nested too deeply"),
-    "train_ppo: config not an object": (["train_ppo", "--config", "{tmp}/list.json"], "expected a JSON object"),
+    "train_ppo: config not an object": (["train_ppo", "--config", "{tmp}/list.json"], "must hold a JSON object of field values"),
     "train_ppo: config not UTF-8": (["train_ppo", "--config", "{tmp}/latin1.jsonl"],
                                     "latin1.jsonl, line 2, field “(line)”: not UTF-8 text: byte 0xe9"),
     "train_ppo: config value of the wrong type": (["train_ppo", "--config", "{tmp}/typed.json"], "kl_beta"),
