@@ -34,6 +34,20 @@ def _render_task(request, context, status=200, page="annotation/compare.html"):
     return render(request, template, context, status=status)
 
 
+def _render_refusal(request, project, refusal, status=422):
+    """The annotator may do no work here now (paused, qualification): say why, show no work."""
+    return _render_task(request, _task_context(request.user, project, error=str(refusal)), status)
+
+
+def _access_refusal(user, project):
+    """Why this annotator may do no work in `project` now, or None (for pages shown on GET)."""
+    try:
+        services.annotator_access_check(annotator=user, project=project)
+    except services.AnnotationAccessError as refusal:
+        return str(refusal)
+    return None
+
+
 def _assignment_or_404(user, comparison_id):
     if comparison_id > MAX_ID:  # names no row, and SQLite cannot even compare it (OverflowError)
         raise Http404("No such comparison.")
@@ -76,6 +90,8 @@ def judge(request, comparison_id):
                 right_safe=form.cleaned_data["right_safe"],
                 rationale=form.cleaned_data["rationale"],
             )
+        except services.AnnotationAccessError as refusal:
+            return _render_refusal(request, project, refusal)
         except ValidationError as invalid:
             for field, messages in invalid.message_dict.items():
                 for message in messages:
@@ -115,6 +131,8 @@ def skip(request, comparison_id):
                 comparison_id=comparison_id,
                 reason=form.cleaned_data["reason"],
             )
+        except services.AnnotationAccessError as refusal:
+            return _render_refusal(request, project, refusal)
         except services.AnnotationError as refusal:
             error = str(refusal)
     else:
@@ -167,7 +185,8 @@ def _render_continue(request, comparison, form=None, status=200):
 def write(request, project_id):
     project = _active_project(project_id)
     form = PromptForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    refusal = _access_refusal(request.user, project)
+    if refusal is None and request.method == "POST" and form.is_valid():
         try:
             job = services.dialogue_start(
                 annotator=request.user,
@@ -175,13 +194,14 @@ def write(request, project_id):
                 prompt=form.cleaned_data["prompt"],
                 is_adversarial=form.cleaned_data["is_adversarial"],
             )
-        except (services.AnnotationError, ValidationError) as refusal:
-            form.add_error(None, getattr(refusal, "messages", [str(refusal)])[0])
+        except (services.AnnotationError, ValidationError) as error:
+            form.add_error(None, getattr(error, "messages", [str(error)])[0])
         else:
             return _render_generating(request, job)
-    status = 422 if form.errors else 200
+    status = 422 if form.errors or (refusal and request.method == "POST") else 200
     template = "annotation/_write_form.html" if request.htmx else "annotation/write.html"
-    return render(request, template, {"project": project, "form": form}, status=status)
+    context = {"project": project, "form": form, "refusal": refusal}
+    return render(request, template, context, status=status)
 
 
 @login_required
@@ -198,6 +218,8 @@ def continue_dialogue(request, comparison_id):
                 comparison_id=comparison.pk,
                 prompt=form.cleaned_data["prompt"],
             )
+        except services.AnnotationAccessError as refusal:
+            return _render_refusal(request, comparison.batch.project, refusal)
         except (services.AnnotationError, ValidationError) as refusal:
             form.add_error(None, getattr(refusal, "messages", [str(refusal)])[0])
         else:
@@ -217,7 +239,10 @@ def pair_status(request, job_id):
         error = "Generating the responses failed; write the prompt again or tell staff."
         return _render_task(request, _task_context(request.user, project, error=error), 286)
     comparison = Comparison.objects.get(pk=job.result["comparison_id"])
-    assignment = services.assignment_take_reserved(annotator=request.user, comparison=comparison)
+    try:
+        assignment = services.assignment_take_reserved(annotator=request.user, comparison=comparison)
+    except services.AnnotationError as refusal:
+        return _render_refusal(request, project, refusal, status=286)
     if assignment.status == Assignment.Status.SUBMITTED:
         return _render_continue(request, comparison, status=286)
     return _render_task(
@@ -231,8 +256,13 @@ def pair_status(request, job_id):
 @login_required
 def demonstrate(request, project_id):
     project = _active_project(project_id)
+    template = "annotation/demonstrate.html#demonstration" if request.htmx else "annotation/demonstrate.html"
     form = DemonstrationForm(request.POST if request.method == "POST" else None)
     saved = False
+    refusal = _access_refusal(request.user, project)
+    if refusal is not None:
+        context = {"project": project, "refusal": refusal}
+        return render(request, template, context, status=422 if request.method == "POST" else 200)
     if request.method == "POST" and form.is_valid():
         try:
             services.demonstration_submit(
@@ -254,7 +284,6 @@ def demonstrate(request, project_id):
     elif dialogue is not None:
         form.initial["dialogue_id"] = dialogue.pk
     context = {"project": project, "form": form, "dialogue": dialogue, "saved": saved}
-    template = "annotation/demonstrate.html#demonstration" if request.htmx else "annotation/demonstrate.html"
     return render(request, template, context, status=422 if form.errors else 200)
 
 

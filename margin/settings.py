@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "dataio",
     "dashboard",
     "axes",  # login rate limiting (below)
+    "csp",  # Content-Security-Policy header (below)
 ]
 
 MIDDLEWARE = [
@@ -66,8 +67,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "margin.middleware.SessionIdleTimeoutMiddleware",  # after auth: renews signed-in sessions
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "margin.middleware.HtmxSessionExpiredMiddleware",  # after HtmxMiddleware: reads request.htmx
     "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
@@ -136,6 +139,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# A session unused for this long ends (sliding: margin.middleware renews it while in use). An
+# htmx submit after that gets a 401 and keeps the annotator's answer on the page.
+MARGIN_SESSION_IDLE_MINUTES = env_number("MARGIN_SESSION_IDLE_MINUTES", 60)
+SESSION_COOKIE_AGE = MARGIN_SESSION_IDLE_MINUTES * 60
+
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------
+# Only our own files run: no inline script, style or handler (templates keep data in
+# json_script blocks and data- attributes; htmx's inline indicator style is off in base.html).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Login rate limiting (django-axes) ------------------------------------------------------------
 # The axes backend goes first: it refuses a locked-out login before the password is checked.
@@ -236,6 +261,8 @@ LOGGING = {
 # Leases one annotator may hold at once, over all projects (one per project in the normal flow).
 MARGIN_MAX_OPEN_LEASES = env_number("MARGIN_MAX_OPEN_LEASES", 3)
 MARGIN_MAX_TEXT_CHARS = env_number("MARGIN_MAX_TEXT_CHARS", 20000)
+# Write-a-prompt pairs one annotator may have generating (queued or running) at once.
+MARGIN_MAX_OPEN_GENERATIONS = env_number("MARGIN_MAX_OPEN_GENERATIONS", 2)
 # Imports (dataio): a bigger file, line or record count is refused with a clear message.
 MARGIN_IMPORT_MAX_BYTES = env_number("MARGIN_IMPORT_MAX_BYTES", 500 * 2**20)
 MARGIN_IMPORT_MAX_LINE_BYTES = env_number("MARGIN_IMPORT_MAX_LINE_BYTES", 2**20)

@@ -5,7 +5,11 @@ Every transaction lives here, with its audit row.
 the public names are re-exported below.
 """
 
-from annotation.services.access import AnnotationError
+from annotation.services.access import (
+    AnnotationAccessError,
+    AnnotationError,
+    annotator_access_check,
+)
 from annotation.services.assignment import assignment_next, assignment_skip, assignment_take_reserved
 from annotation.services.audit import audit_record
 from annotation.services.batches import batch_close, batch_current, batch_open
@@ -21,7 +25,9 @@ from annotation.services.staff import (
 )
 
 __all__ = [
+    "AnnotationAccessError",
     "AnnotationError",
+    "annotator_access_check",
     "annotator_profile_update",
     "assignment_next",
     "assignment_skip",

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.models import AnnotatorProfile, Assignment, Comparison
-from annotation.selectors import comparisons_available_for, qualification_status
-from annotation.services.access import AnnotationError
+from annotation.models import Assignment, Comparison
+from annotation.selectors import comparisons_available_for
+from annotation.services.access import AnnotationError, annotator_access_check
 from annotation.services.audit import audit_record
 
 
@@ -42,13 +42,7 @@ def assignment_next(*, annotator, project):
     Returns None when nothing is waiting. Safe under concurrent requests: the capacity check and
     the insert run in one write transaction (row locks on PostgreSQL, IMMEDIATE on SQLite).
     """
-    profile = AnnotatorProfile.objects.filter(user=annotator).first()
-    if profile is not None and profile.is_paused:
-        raise AnnotationError(
-            "Staff paused your annotation work"
-            + (f" ({profile.paused_reason})" if profile.paused_reason else "")
-            + "; ask them to resume it."
-        )
+    qualification = annotator_access_check(annotator=annotator, project=project, in_round=True)
     now = timezone.now()
     with transaction.atomic():
         held = Assignment.objects.filter(
@@ -65,7 +59,9 @@ def assignment_next(*, annotator, project):
                 f"You already hold {settings.MARGIN_MAX_OPEN_LEASES} open comparisons in other "
                 "projects; finish or skip one of those first."
             )
-        comparison = _comparison_pick(annotator=annotator, project=project, now=now)
+        comparison = _comparison_pick(
+            annotator=annotator, project=project, now=now, qualifying=qualification["state"] == "in_progress"
+        )
         if comparison is None:
             return None
         assignment, _ = Assignment.objects.update_or_create(
@@ -85,16 +81,11 @@ def assignment_next(*, annotator, project):
 _GOLD_DRAW = random.Random()
 
 
-def _comparison_pick(*, annotator, project, now):
+def _comparison_pick(*, annotator, project, now, qualifying):
     """The next comparison: gold only during the qualification round, then gold mixed in
     silently at the project's gold_share (the annotator cannot tell which is which)."""
     candidates = comparisons_available_for(annotator=annotator, project=project, now=now)
-    qualification = qualification_status(annotator=annotator, project=project)
-    if qualification["state"] == "failed":
-        raise AnnotationError(
-            "You did not pass this project's qualification round; staff will review it with you."
-        )
-    if qualification["state"] == "in_progress":
+    if qualifying:
         queues = [candidates.filter(is_gold=True)]
     else:
         gold, plain = candidates.filter(is_gold=True), candidates.filter(is_gold=False)
@@ -164,6 +155,7 @@ def assignment_take_reserved(*, annotator, comparison):
     """Lease a comparison generated for this annotator's own prompt (write-a-prompt flow)."""
     if comparison.reserved_for_id != annotator.pk:
         raise AnnotationError("This comparison was generated for another annotator.")
+    annotator_access_check(annotator=annotator, project=comparison.batch.project)
     now = timezone.now()
     with transaction.atomic():
         assignment, created = Assignment.objects.get_or_create(
@@ -186,11 +178,16 @@ def assignment_skip(*, annotator, comparison_id, reason):
     if not reason:
         raise AnnotationError("Say why you skip (field “reason”).")
     with transaction.atomic():
-        assignment = rows_lock(
-            Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id)
-        ).first()
+        assignment = (
+            rows_lock(Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id))
+            .select_related("comparison__batch__project")
+            .first()
+        )
         if assignment is None:
             raise AnnotationError("This comparison is not assigned to you.")
+        annotator_access_check(
+            annotator=annotator, project=assignment.comparison.batch.project, in_round=True
+        )
         if assignment.status != Assignment.Status.OPEN:
             raise AnnotationError(f"This comparison is already {assignment.status}.")
         assignment.status = Assignment.Status.SKIPPED

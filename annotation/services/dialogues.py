@@ -1,12 +1,14 @@
 """The annotator's own text: write-a-prompt dialogues, continuing them, demonstrations."""
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from annotation.models import Demonstration, Dialogue, Judgment, Turn
 from annotation.selectors import dialogue_get_for_demonstration
-from annotation.services.access import AnnotationError
+from annotation.services.access import AnnotationError, annotator_access_check
+from annotation.services.assignment import rows_lock
 from annotation.services.audit import audit_record
 from annotation.services.batches import batch_current
 from margin.jobs import job_create
@@ -27,12 +29,24 @@ def _clean_text(value, field):
 
 
 def _pair_generation_request(*, dialogue, annotator):
-    context_length = dialogue.turns.count()
+    """Queue the job that generates the next pair, within the annotator's generation quota."""
+    # Lock the annotator's row so two concurrent requests cannot both pass the count.
+    rows_lock(get_user_model().objects.filter(pk=annotator.pk)).first()
+    generating = Job.objects.filter(
+        kind=Job.Kind.GENERATE_PAIR,
+        created_by=annotator,
+        state__in=(Job.State.QUEUED, Job.State.RUNNING),
+    ).count()
+    if generating >= settings.MARGIN_MAX_OPEN_GENERATIONS:
+        raise AnnotationError(
+            f"You have {generating} pair{'s' if generating != 1 else ''} generating; "
+            "judge them first, then write the next prompt."
+        )
     return job_create(
         kind=Job.Kind.GENERATE_PAIR,
         params={
             "dialogue_id": dialogue.pk,
-            "context_length": context_length,
+            "context_length": dialogue.turns.count(),
             "annotator_id": annotator.pk,
             "batch_id": batch_current(project=dialogue.project).pk,
         },
@@ -43,6 +57,7 @@ def _pair_generation_request(*, dialogue, annotator):
 def dialogue_start(*, annotator, project, prompt, is_adversarial=False):
     """The annotator writes a prompt; the worker generates two responses for them to compare."""
     prompt = _clean_text(prompt, "prompt")
+    annotator_access_check(annotator=annotator, project=project)
     with transaction.atomic():
         batch_current(project=project)
         dialogue = Dialogue.objects.create(
@@ -60,15 +75,23 @@ def dialogue_continue(*, annotator, comparison_id, prompt):
     with transaction.atomic():
         judgment = (
             Judgment.objects.filter(annotator=annotator, comparison_id=comparison_id)
-            .select_related("comparison__dialogue", "comparison__response_a", "comparison__response_b")
+            .select_related(
+                "comparison__dialogue__project", "comparison__response_a", "comparison__response_b"
+            )
             .first()
         )
         if judgment is None:
             raise AnnotationError("Judge this comparison before continuing its dialogue.")
         comparison = judgment.comparison
         dialogue = comparison.dialogue
+        annotator_access_check(annotator=annotator, project=dialogue.project)
         if dialogue.author_id != annotator.pk:
             raise AnnotationError("Only the annotator who wrote this dialogue can continue it.")
+        # The dialogue row first, as judgment_undo_last locks it: an undo that got in before us
+        # has deleted the judgment we would continue from.
+        rows_lock(Dialogue.objects.filter(pk=dialogue.pk)).first()
+        if not Judgment.objects.filter(pk=judgment.pk).exists():
+            raise AnnotationError("Judge this comparison before continuing its dialogue.")
         if dialogue.turns.count() != comparison.context_length:
             raise AnnotationError("This dialogue has already been continued.")
         chosen = comparison.response_a if judgment.choice == "a" else comparison.response_b
@@ -87,6 +110,7 @@ def dialogue_continue(*, annotator, comparison_id, prompt):
 
 def demonstration_submit(*, annotator, project, dialogue_id, text, seconds_spent=None):
     text = _clean_text(text, "text")
+    annotator_access_check(annotator=annotator, project=project)
     with transaction.atomic():
         dialogue = dialogue_get_for_demonstration(
             annotator=annotator, project=project, dialogue_id=dialogue_id

@@ -4,8 +4,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.models import AnnotatorProfile, Assignment, AttentionPolicy, Comparison, Judgment, Strength
-from annotation.services.access import AnnotationError
+from annotation.models import (
+    AnnotatorProfile,
+    Assignment,
+    AttentionPolicy,
+    Comparison,
+    Dialogue,
+    Judgment,
+    Strength,
+)
+from annotation.services.access import AnnotationError, annotator_access_check
 from annotation.services.assignment import lease_end, rows_lock
 from annotation.services.audit import audit_record
 
@@ -50,6 +58,7 @@ def judgment_submit(
             raise AnnotationError("This comparison is not assigned to you.")
         comparison = assignment.comparison
         project = comparison.batch.project
+        annotator_access_check(annotator=annotator, project=project, in_round=comparison.is_gold)
         if assignment.status == Assignment.Status.SUBMITTED:
             raise AnnotationError("You already judged this comparison; it was saved once.")
         if assignment.status == Assignment.Status.SKIPPED:
@@ -122,13 +131,18 @@ def _attention_check(*, judgment, project):
 def judgment_undo_last(*, annotator, project):
     """Take back the annotator's newest judgment in this project while its batch is open.
 
-    The comparison is leased to them again, so it comes back as their current task.
+    The comparison is leased to them again, so it comes back as their current task. A judgment
+    whose dialogue they continued is refused (issue 15 item 4): its choice is already the next
+    turn's context, with a pair generated (and maybe judged) on it, so taking it back would leave
+    that dialogue built on a choice no longer made; rolling the continuation back instead would
+    delete turns, a running job's input and a judged pair behind the annotator's back.
     """
+    annotator_access_check(annotator=annotator, project=project, in_round=True)
     now = timezone.now()
     with transaction.atomic():
         judgment = (
             Judgment.objects.filter(annotator=annotator, comparison__batch__project=project)
-            .select_related("assignment", "comparison__batch")
+            .select_related("assignment", "comparison__batch", "comparison__dialogue")
             .order_by("-created_at", "-pk")
             .first()
         )
@@ -136,6 +150,11 @@ def judgment_undo_last(*, annotator, project):
             raise AnnotationError("There is no judgment of yours to undo in this project.")
         if not judgment.comparison.batch.is_open:
             raise AnnotationError("Your last judgment's batch is closed; it can no longer change.")
+        if _judgment_continued(judgment):
+            raise AnnotationError(
+                "You continued this dialogue from your last judgment, so its choice is now the "
+                "context of the next turn; it can no longer be undone."
+            )
         assignment = judgment.assignment
         audit_record(
             actor=annotator,
@@ -150,3 +169,14 @@ def judgment_undo_last(*, annotator, project):
         assignment.expires_at = lease_end(project, now)
         assignment.save(update_fields=["status", "served_at", "expires_at"])
     return assignment
+
+
+def _judgment_continued(judgment):
+    """Whether the judge continued the dialogue from this judgment (dialogue_continue appended
+    the chosen response as the turn after the comparison's context). Locks the dialogue row, as
+    dialogue_continue does, so an undo and a continuation cannot both go through."""
+    comparison = judgment.comparison
+    if comparison.dialogue.author_id != judgment.annotator_id:
+        return False  # only the author continues, from their own judgment
+    rows_lock(Dialogue.objects.filter(pk=comparison.dialogue_id)).first()
+    return comparison.dialogue.turns.filter(index__gte=comparison.context_length).exists()
