@@ -28,9 +28,7 @@ def config_validate(values: dict) -> RewardModelConfig:
     try:
         return RewardModelConfig.from_dict(values)
     except ConfigError as bad:
-        raise ValidationError({bad.field: str(bad)}) from bad
-    except TypeError as bad:
-        raise ValidationError({"config": str(bad)}) from bad
+        raise ValidationError({bad.field: str(bad)}) from bad  # the form shows it under the field
 
 
 def reward_model_train_start(*, project, name, config: dict, created_by=None, enqueue=True) -> Job:

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from annotation.models import Batch, Project
 from margin.jobs import job_create
 from margin.models import Job
+from modelruntime.config import ConfigError
 from rlhf.models import PolicyVersion
 from rlhf.selectors import policy_prompts
 
@@ -17,14 +18,10 @@ VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def _config_validate(config_class, config):
-    from modelruntime.config import ConfigError
-
     try:
         return config_class.from_dict(config)
     except ConfigError as bad:
-        raise ValidationError({bad.field: str(bad)}) from bad
-    except TypeError as bad:
-        raise ValidationError({"config": str(bad)}) from bad
+        raise ValidationError({bad.field: str(bad)}) from bad  # the form shows it under the field
 
 
 def _policy_check(name, field):
