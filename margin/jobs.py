@@ -24,11 +24,11 @@ logger = logging.getLogger(__name__)
 TASK_FOR_KIND = {
     Job.Kind.GENERATE_PAIR: "rlhf.tasks.generate_pair_task",
     Job.Kind.TRAIN_REWARD_MODEL: "rewardmodel.tasks.train_reward_model_task",
-    Job.Kind.EVALUATE_REWARD_MODEL: "rewardmodel.tasks.evaluate_reward_models_task",
     Job.Kind.REJECTION_SAMPLE: "rlhf.tasks.rejection_sample_task",
     Job.Kind.PPO: "rlhf.tasks.ppo_task",
     Job.Kind.EVALUATE_POLICY: "rlhf.tasks.policy_evaluate_task",
     Job.Kind.PUBLISH_SAMPLES: "rlhf.tasks.samples_publish_task",
+    Job.Kind.IMPORT_DATA: "dataio.tasks.import_data_task",
 }
 
 

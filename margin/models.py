@@ -8,7 +8,6 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         GENERATE_PAIR = "generate_pair", "Generate a response pair"
         TRAIN_REWARD_MODEL = "train_reward_model", "Train a reward model"
-        EVALUATE_REWARD_MODEL = "evaluate_reward_model", "Evaluate a reward model"
         REJECTION_SAMPLE = "rejection_sample", "Rejection sampling"
         PPO = "ppo", "PPO"
         EVALUATE_POLICY = "evaluate_policy", "Evaluate a policy version"
