@@ -86,8 +86,8 @@ def ours(policy_path, rm_path, prompts, args) -> dict:
         start = time.perf_counter()
         record = trainer.iteration(prompts_for_iteration(prompts, iteration, args.rollouts, 0), seed=iteration)
         seconds.append(time.perf_counter() - start)
-        lengths.append(record["response_length"])
-        print(f"  ours iteration {iteration}: {seconds[-1]:.1f} s, {record['response_length']:.1f} tokens")
+        lengths.append(record["ppo/response_length"])
+        print(f"  ours iteration {iteration}: {seconds[-1]:.1f} s, {record['ppo/response_length']:.1f} tokens")
     return {"seconds": seconds, "response_length": lengths}
 
 
@@ -246,8 +246,8 @@ def demo(args):
     start = time.perf_counter()
     result = ppo_train(config, policy_path, prompts, reward_fn, out, device="cpu",
                        on_progress=lambda done, total, r: print(
-                           f"  iteration {done}/{total}: reward {r['reward']:.3f} kl {r['kl']:.3f} "
-                           f"length {r['response_length']:.1f} entropy {r['entropy']:.2f}"))
+                           f"  iteration {done}/{total}: reward {r['reward/score']:.3f} kl {r['kl/reference_k1']:.3f} "
+                           f"length {r['ppo/response_length']:.1f} entropy {r['ppo/entropy']:.2f}"))
     seconds = time.perf_counter() - start
     after_per_prompt = prompt_rewards(result.checkpoint)
     after = statistics.fmean(after_per_prompt)
@@ -255,12 +255,12 @@ def demo(args):
     gain_se = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
     print(f"\n{'iteration':>9} {'reward':>8} {'kl':>8} {'value_loss':>10} {'entropy':>8} {'length':>7}")
     for r in result.iterations:
-        print(f"{r['iteration']:>9} {r['reward']:>8.3f} {r['kl']:>8.3f} {r['value_loss']:>10.4f} "
-              f"{r['entropy']:>8.2f} {r['response_length']:>7.1f}")
+        print(f"{r['iteration']:>9} {r['reward/score']:>8.3f} {r['kl/reference_k1']:>8.3f} {r['loss/value']:>10.4f} "
+              f"{r['ppo/entropy']:>8.2f} {r['ppo/response_length']:>7.1f}")
     print(f"mean reward on the training prompts: before {before:.3f}, after {after:.3f}; "
           f"gain {after - before:+.3f} +- {gain_se:.3f} (standard error over prompts), "
           f"{sum(g > 0 for g in gains)}/{len(gains)} prompts up; "
-          f"max KL {max(r['kl'] for r in result.iterations):.3f} nats; {seconds:.0f} s of training")
+          f"max KL {max(r['kl/reference_k1'] for r in result.iterations):.3f} nats; {seconds:.0f} s of training")
     beta = "" if args.kl_beta == 0.01 else f"-kl{args.kl_beta:g}"  # the paper's beta keeps the plain name
     write(f"ppo-demo-{args.reward}{beta}.json", {"setting": vars(args), "machine": machine(), "reward": args.reward,
                             "config": config.to_dict(), "before": before, "after": after,

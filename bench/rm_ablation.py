@@ -68,7 +68,7 @@ def tulu_pairs(config):
     tulu = [p for p in pairs if p.source.startswith("tulu")]
     if not tulu:
         sys.exit("No Tulu pairs: run `scripts/reward-models import` first.")
-    return split(tulu, config.heldout_fraction, config.seed)
+    return split(tulu, config.heldout_fraction)
 
 
 def run_variant(name, overrides, args, base_path):
@@ -98,7 +98,7 @@ def run_variant(name, overrides, args, base_path):
         "accuracy": round(correct / len(heldout), 4),
         "ci95": [round(low, 4), round(high, 4)],
         "per_strength": {k: v["accuracy"] for k, v in summary["per_strength"].items() if v["pairs"]},
-        "final_train_loss": result.metrics.get("loss"),
+        "final_train_loss": result.metrics.get("loss/rm"),
         "train_minutes": round(result.metrics["train_seconds"] / 60, 2),
         "total_minutes": round((time.perf_counter() - started) / 60, 2),
     }

@@ -12,6 +12,11 @@ from collections import defaultdict
 from annotation.models import Strength
 
 STRENGTH_COLUMNS = [*Strength.values, "ungraded"]
+# The PPO table's columns and the log keys they read (modelruntime/__init__.py names them; the
+# second key is the name before that scheme, for versions trained earlier).
+PPO_COLUMNS = {"reward": ("reward/score", "reward"), "kl": ("kl/reference_k1", "kl"),
+               "value_loss": ("loss/value", "value_loss"), "entropy": ("ppo/entropy", "entropy"),
+               "response_length": ("ppo/response_length", "response_length")}
 
 
 def chart(chart_id, title, labels, datasets, x, y, kind="line"):
@@ -102,7 +107,7 @@ def policy_section():
                 "chart": chart(f"rs-{version.pk}", f"{version.name}: reward vs K", ks, datasets,
                                 "K (samples per prompt)", "reward"),
             })
-        iterations = version.metrics.get("ppo_iterations") or []
+        iterations = [ppo_row(record) for record in version.metrics.get("ppo_iterations") or []]
         if iterations:
             steps = [row["iteration"] for row in iterations]
             ppo_charts.append({
@@ -117,6 +122,12 @@ def policy_section():
             win_rates.append({"version": version, **version.metrics["win_rate"]})
     return {"versions": versions, "rs_charts": rs_charts, "ppo_charts": ppo_charts,
             "win_rates": win_rates}
+
+
+def ppo_row(record: dict) -> dict:
+    """One PPO log record under the table's plain column names (a template cannot read "kl/...")."""
+    return {"iteration": record["iteration"],
+            **{column: next((record[k] for k in keys if k in record), None) for column, keys in PPO_COLUMNS.items()}}
 
 
 def models_context():

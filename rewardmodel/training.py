@@ -2,35 +2,33 @@
 
 Reads top to bottom: load the chat checkpoint with a scalar head, choose what trains (all,
 the top layers, or LoRA), pack each pair into one row (packing.py), cut the rows into
-length-grouped micro-batches in a seeded order, then AdamW with warm-up and cosine decay, one
-forward pass per micro-batch for chosen and rejected together. Every `checkpoint_every` steps the trainable state is written atomically;
+length-grouped micro-batches in a seeded order, then AdamW with warm-up and cosine decay
+(modelruntime/optim.py), one forward pass per micro-batch for chosen and rejected together. Every
+`checkpoint_every` steps the trainable state is written atomically (modelruntime/checkpoint.py);
 a run started again on the same `output_dir` resumes from the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from modelruntime.checkpoint import (
+    RESUME_DIR, state_load, state_save, states_clear, trainable_weights, trainable_weights_restore,
+)
+from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair
 from rewardmodel.loss import margin_ranking_loss
 from rewardmodel.modeling import encode, load_for_training
 from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
-RESUME_DIR = "resume"
 FINAL_DIR = "model"
-DONE_MARKER = "complete.json"
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Length grouping sorts pairs within windows of this many micro-batches: batches of similar
 # length pad little, and the order stays random at the scale of the whole run.
 LENGTH_WINDOW = 32
@@ -88,17 +86,9 @@ def pieces(indices: list[int], lengths: list[int], max_tokens: int) -> list[list
     return [*result, current]
 
 
-def lr_lambda(config: RewardModelConfig, total_steps: int):
-    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak (Llama 2 sec. 3.2.2)."""
-    warmup = min(total_steps, max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps)))
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
+def warmup_steps(config: RewardModelConfig, total_steps: int) -> int:
+    """Llama 2 sec. 3.2.2: warm-up over 3 % of the steps, at least 5."""
+    return min(total_steps, max(config.min_warmup_steps, math.ceil(config.warmup_ratio * total_steps)))
 
 
 def select_trainable(model, config: RewardModelConfig):
@@ -108,17 +98,9 @@ def select_trainable(model, config: RewardModelConfig):
         raise ValueError(f"train_layers is {config.train_layers} but the model has {len(layers)} layers")
     top = range(len(layers) - config.train_layers, len(layers)) if config.train_layers else None
     if config.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            target_modules=LORA_TARGETS,
-            layers_to_transform=list(top) if top else None,
-            modules_to_save=["score"],  # the new head trains in full
-            task_type="SEQ_CLS",
-        )
-        return get_peft_model(model, lora)
+        return lora_wrap(model, rank=config.lora_rank, alpha=config.lora_alpha, task_type="SEQ_CLS",
+                         layers=list(top) if top else None,
+                         modules_to_save=["score"])  # the new head trains in full
     if top is not None:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -149,20 +131,14 @@ def train(
     model, tokenizer = load_for_training(base_path, seed=config.seed, device=device)
     keep_freed_memory()  # no page faults for each step's gradients (modelruntime/allocator.py)
     trainable_root = select_trainable(model, config)
-    named = [(n, p) for n, p in trainable_root.named_parameters() if p.requires_grad]
-    # No decay on norms and biases, as is usual with AdamW.
-    decay = [p for n, p in named if p.ndim >= 2]
-    no_decay = [p for n, p in named if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        fused=True,  # one kernel over all parameters: 10x faster steps than the default on CPU
-    )
+    trainable = [p for p in trainable_root.parameters() if p.requires_grad]
+    optimizer = optimizer_create(named_parameters=trainable_root.named_parameters(), config=config)
     packed = encode_pairs(tokenizer, pairs, config.max_length)
     lengths = [len(p) for p in packed]
     batches = micro_batches(lengths, config.batch_size, config.epochs, config.seed)
     total_steps = math.ceil(len(batches) / config.gradient_accumulation_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    scheduler = cosine_schedule(optimizer, total_steps=total_steps, warmup_steps=warmup_steps(config, total_steps),
+                                min_lr_ratio=config.min_lr_ratio)
     margins = torch.tensor([pair.margin for pair in pairs], dtype=torch.float32)
 
     state = {"step": 0, "losses": [], "correct": [], "tokens": 0}
@@ -184,7 +160,7 @@ def train(
             step_loss += loss.item() * len(indices)
             step_correct.extend((chosen > rejected).tolist())
             state["tokens"] += sum(len(packed[i]) for i in indices)
-        torch.nn.utils.clip_grad_norm_([p for _, p in named], config.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -206,7 +182,7 @@ def train(
         output_dir / FINAL_DIR,
         {"kind": "reward_model", "config": config.to_dict(), "pairs": len(pairs), **(metadata or {})},
     )
-    shutil.rmtree(output_dir / RESUME_DIR, ignore_errors=True)
+    states_clear(output_dir / RESUME_DIR)
     return TrainResult(
         checkpoint=final,
         steps=total_steps,
@@ -221,8 +197,8 @@ def _running_metrics(state, last=20):
     losses, correct = state["losses"][-last:], state["correct"][-last:]
     return {
         "step": state["step"],
-        "loss": round(sum(losses) / len(losses), 4) if losses else None,
-        "accuracy": round(sum(correct) / len(correct), 4) if correct else None,
+        "loss/rm": round(sum(losses) / len(losses), 4) if losses else None,
+        "rm/accuracy": round(sum(correct) / len(correct), 4) if correct else None,
     }
 
 
@@ -235,40 +211,17 @@ class _nothing:
 
 
 def _save_resume(output_dir, trainable_root, optimizer, scheduler, state):
-    """Write the trainable weights and optimizer state to a temporary folder, mark it complete,
-    rename it into place, then drop older checkpoints; a kill at any instant leaves the last
-    complete one intact."""
-    folder = output_dir / RESUME_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".step-", suffix=".tmp", dir=folder))
-    weights = {n: p.detach().cpu() for n, p in trainable_root.named_parameters() if p.requires_grad}
-    torch.save(
-        {"weights": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-         "state": state},
-        tmp / "state.pt",
-    )
-    (tmp / DONE_MARKER).write_text(json.dumps({"step": state["step"]}))
-    os.replace(tmp, folder / f"step-{state['step']:07d}")
-    for old in _complete_checkpoints(folder)[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _complete_checkpoints(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("step-*") if (p / DONE_MARKER).is_file())
+    """The trainable weights, optimizer and schedule as the resumable checkpoint of this step."""
+    saved = {"weights": trainable_weights(trainable_root), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "state": state}
+    state_save(output_dir / RESUME_DIR, step=state["step"], state=saved)
 
 
 def _resume(output_dir, trainable_root, optimizer, scheduler, state) -> int:
-    folder = output_dir / RESUME_DIR
-    for debris in folder.glob(".step-*.tmp"):  # a writer killed mid-way
-        shutil.rmtree(debris, ignore_errors=True)
-    found = _complete_checkpoints(folder) if folder.is_dir() else []
-    if not found:
+    saved = state_load(output_dir / RESUME_DIR)
+    if saved is None:
         return 0
-    saved = torch.load(found[-1] / "state.pt", map_location="cpu", weights_only=False)
-    params = dict(trainable_root.named_parameters())
-    with torch.no_grad():
-        for name, value in saved["weights"].items():
-            params[name].copy_(value)
+    trainable_weights_restore(trainable_root, saved["weights"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     state.update(saved["state"])

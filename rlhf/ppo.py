@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,16 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from modelruntime.allocator import keep_freed_memory
+from modelruntime.checkpoint import (
+    RESUME_DIR, config_check_same, rng_state, rng_state_restore, state_load, state_save, trainable_weights,
+    trainable_weights_restore,
+)
+from modelruntime.modelstore import pick_device, save_checkpoint
+from modelruntime.optim import lora_wrap, optimizer_create
+from modelruntime.prefixcache import PrefixCache
 from rlhf.config import PPOConfig
 from rlhf.generation import Sample, SamplingConfig, sample_responses
-from modelruntime.modelstore import pick_device, save_checkpoint
-from modelruntime.prefixcache import PrefixCache
 from rlhf.rewards import RewardFn, kl_penalised_rewards, whiten
-
-STATE_NAME = "ppo_state.pt"
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 # --- tensors and losses ---------------------------------------------------------------------------
@@ -122,8 +123,10 @@ def ppo_losses(new_logprobs, old_logprobs, advantages, new_values, old_values, r
         torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2), mask
     )
     clipfrac = masked_mean(((ratio - 1).abs() > config.clip_range).float(), mask)
-    approx_kl = masked_mean(0.5 * (new_logprobs - old_logprobs) ** 2, mask)
-    return pg_loss, v_loss, {"ppo/clipfrac": clipfrac.item(), "ppo/approx_kl": approx_kl.item()}
+    # KL(rollout policy || updated policy) per token by Schulman's "k2" estimator, (log r)^2 / 2
+    # ("Approximating KL Divergence", 2020): how far this update moved from the sampling policy.
+    rollout_kl = masked_mean(0.5 * (new_logprobs - old_logprobs) ** 2, mask)
+    return pg_loss, v_loss, {"ppo/clipfrac": clipfrac.item(), "kl/rollout_k2": rollout_kl.item()}
 
 
 def entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -132,6 +135,20 @@ def entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 # --- the trainer ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One iteration's rollouts and what the update reads from them; (B, T) over response tokens."""
+
+    batch: RolloutBatch
+    samples: list[Sample]
+    scores: torch.Tensor  # (B,) the reward function's score of each response
+    old_logprobs: torch.Tensor  # (B, T) log pi of the sampling policy
+    old_values: torch.Tensor  # (B, T)
+    advantages: torch.Tensor  # (B, T) whitened GAE
+    returns: torch.Tensor  # (B, T)
+    kl: torch.Tensor  # (B, T) per-token KL to the reference, k1 estimate (see rlhf/rewards.py)
 
 
 @dataclass
@@ -150,11 +167,8 @@ class PPOTrainer:
         keep_freed_memory()  # no page faults for each update's gradients (modelruntime/allocator.py)
         self.device = policy.device
         if config.lora_rank:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                              target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
-            self.policy, self.reference = get_peft_model(policy, lora), None
+            self.policy = lora_wrap(policy, rank=config.lora_rank, alpha=config.lora_alpha, task_type="CAUSAL_LM")
+            self.reference = None
         else:
             self.policy = policy
             self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -164,11 +178,8 @@ class PPOTrainer:
         self.value_head = nn.Linear(hidden, 1).to(self.device)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
-        self.optimizer = torch.optim.AdamW(
-            self.trainable_parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-            eps=config.adam_eps, weight_decay=config.weight_decay,
-            fused=True,  # one kernel over all parameters: 10x faster steps than the default on CPU
-        )
+        named = [*self.policy.named_parameters(), *self.value_head.named_parameters(prefix="value_head")]
+        self.optimizer = optimizer_create(named_parameters=named, config=config)
 
     def trainable_parameters(self):
         return [p for p in self.policy.parameters() if p.requires_grad] + list(self.value_head.parameters())
@@ -192,7 +203,7 @@ class PPOTrainer:
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, response_ids[:, :width].unsqueeze(-1)).squeeze(-1)
         return F.pad(logprobs, (0, response_ids.size(1) - width))
 
-    def rollout(self, prompts: list[list[dict]], seed: int):
+    def rollout(self, prompts: list[list[dict]], seed: int) -> Rollout:
         """Sample one response per prompt; score it; per-token rewards, advantages and returns."""
         config = self.config
         # top_p 1: the sampled tokens must come from the very distribution PPO differentiates.
@@ -219,24 +230,24 @@ class PPOTrainer:
             rewards, kl = kl_penalised_rewards(score, old_logprobs, ref_logprobs, mask, config.kl_beta)
             advantages, returns = gae_advantages(rewards, old_values, mask, config.gamma, config.gae_lambda)
             advantages = whiten(advantages, mask)
-        return dict(batch=batch, samples=samples, scores=scores, old_logprobs=old_logprobs,
-                    old_values=old_values, advantages=advantages, returns=returns, kl=kl)
+        return Rollout(batch=batch, samples=samples, scores=scores, old_logprobs=old_logprobs,
+                       old_values=old_values, advantages=advantages, returns=returns, kl=kl)
 
     def minibatches(self, size: int, shuffle: bool = True):
         order = torch.randperm(size) if shuffle else torch.arange(size)
         step = self.config.minibatch_size
         return [order[start : start + step].to(self.device) for start in range(0, size, step)]
 
-    def update(self, rollout: dict) -> dict:
+    def update(self, rollout: Rollout) -> dict:
         """One pass over the rollouts: one gradient step per minibatch (Llama 2)."""
         config, stats = self.config, []
-        for rows in self.minibatches(len(rollout["samples"])):
-            batch = rollout["batch"].select(rows)
+        for rows in self.minibatches(len(rollout.samples)):
+            batch = rollout.batch.select(rows)
             mask = batch.response_mask
             new_logprobs, new_values, logits = policy_forward(self.policy, self.value_head, batch, config.temperature)
             pg_loss, v_loss, extra = ppo_losses(
-                new_logprobs, rollout["old_logprobs"][rows], rollout["advantages"][rows],
-                new_values, rollout["old_values"][rows], rollout["returns"][rows], mask, config,
+                new_logprobs, rollout.old_logprobs[rows], rollout.advantages[rows],
+                new_values, rollout.old_values[rows], rollout.returns[rows], mask, config,
             )
             loss = pg_loss + config.value_coef * v_loss
             self.optimizer.zero_grad(set_to_none=True)
@@ -244,35 +255,32 @@ class PPOTrainer:
             torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), config.max_grad_norm)
             self.optimizer.step()
             with torch.no_grad():
-                stats.append({"pg_loss": pg_loss.item(), "value_loss": v_loss.item(),
-                              "entropy": entropy(logits.detach(), mask).item(), **extra})
+                stats.append({"loss/policy": pg_loss.item(), "loss/value": v_loss.item(),
+                              "ppo/entropy": entropy(logits.detach(), mask).item(), **extra})
         return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
 
     def iteration(self, prompts: list[list[dict]], seed: int) -> dict:
+        """One PPO iteration; its log record, named as modelruntime/__init__.py says."""
         rollout = self.rollout(prompts, seed)
         stats = self.update(rollout)
-        lengths = rollout["batch"].response_mask.sum(1).float()
         return {
-            "reward": rollout["scores"].mean().item(),
-            "kl": rollout["kl"].sum(1).mean().item(),  # nats per sequence, to the initial policy
-            "value_loss": stats.pop("value_loss"),
-            "entropy": stats.pop("entropy"),
-            "response_length": lengths.mean().item(),
-            "ppo/pg_loss": stats.pop("pg_loss"),
+            "reward/score": rollout.scores.mean().item(),
+            # Nats per sequence to the initial policy: the k1 estimate summed over response tokens.
+            "kl/reference_k1": rollout.kl.sum(1).mean().item(),
+            "ppo/response_length": rollout.batch.response_mask.sum(1).float().mean().item(),
             **stats,
         }
 
     # --- resumable state ----------------------------------------------------------------------
 
     def state_dict(self, iteration: int, log: list[dict]) -> dict:
-        trainable = {name for name, p in self.policy.named_parameters() if p.requires_grad}
         return {
             "iteration": iteration,
             "log": log,
-            "policy": {k: v for k, v in self.policy.state_dict().items() if k in trainable},
+            "policy": trainable_weights(self.policy),
             "value_head": self.value_head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict):
@@ -280,10 +288,10 @@ class PPOTrainer:
         if missing:
             raise ValueError(f"the saved PPO state does not fit this policy (e.g. {sorted(missing)[0]}); "
                              "was it started with another lora_rank?")
-        self.policy.load_state_dict(state["policy"], strict=False)
+        trainable_weights_restore(self.policy, state["policy"])
         self.value_head.load_state_dict(state["value_head"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        rng_state_restore(state["rng"])
 
     def final_model(self):
         if self.reference is None:
@@ -320,7 +328,7 @@ def ppo_train(
 ) -> PPOResult:
     """Run `config.iterations` PPO iterations from the checkpoint at `policy_path`.
 
-    Writes `out_dir/ppo_state.pt` (resumable) and, at the end, the new policy to `out_dir/policy`.
+    Writes resumable states to `out_dir/resume` and, at the end, the new policy to `out_dir/policy`.
     `on_progress(iteration, total, record)` is called after each iteration with its log record.
     """
     from modelruntime.modelstore import load_policy
@@ -333,10 +341,10 @@ def ppo_train(
     policy, tokenizer = load_policy(policy_path, device or pick_device())
     trainer = PPOTrainer(config, policy, tokenizer, reward_fn)
     start, log = 0, []
-    state_path = out_dir / STATE_NAME
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=trainer.device, weights_only=False)
-        _check_same_run(state.get("config", {}), config, state_path)
+    state = state_load(out_dir / RESUME_DIR, map_location=trainer.device)
+    if state is not None:
+        config_check_same(saved=state.get("config", {}), current=config.to_dict(), path=out_dir / RESUME_DIR,
+                          may_change=RESUMABLE_CHANGES)
         trainer.load_state_dict(state)
         start, log = state["iteration"], state["log"]
     result = PPOResult(checkpoint=out_dir / "policy", iterations=log, resumed_from=start)
@@ -346,13 +354,14 @@ def ppo_train(
         log.append(record)
         done = iteration + 1
         if done % config.checkpoint_every == 0 or done == config.iterations:
-            _save_atomic({**trainer.state_dict(done, log), "config": config.to_dict()}, state_path)
+            _save_state(trainer, config, done, log, out_dir)
         if on_progress:
             on_progress(done, config.iterations, record)
-        if config.kl_stop and record["kl"] > config.kl_stop:
+        kl = record["kl/reference_k1"]
+        if config.kl_stop and kl > config.kl_stop:
             # Reward hacking shows up as KL running away (DeepSpeed-Chat #489): stop, keep the log.
-            result.stopped_early = f"KL {record['kl']:.2f} exceeded kl_stop {config.kl_stop} at iteration {done}"
-            _save_atomic({**trainer.state_dict(done, log), "config": config.to_dict()}, state_path)
+            result.stopped_early = f"KL {kl:.2f} exceeded kl_stop {config.kl_stop} at iteration {done}"
+            _save_state(trainer, config, done, log, out_dir)
             break
     save_checkpoint(trainer.final_model(), tokenizer, result.checkpoint,
                     {"kind": "ppo", "config": config.to_dict(), "iterations": len(log), **(metadata or {})})
@@ -363,18 +372,5 @@ def ppo_train(
 RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "kl_stop"}
 
 
-def _check_same_run(saved: dict, config: PPOConfig, path: Path):
-    """Resume only the run that was saved: another config on the same name is refused, clearly."""
-    current = config.to_dict()
-    changed = sorted(k for k in saved.keys() & current.keys()
-                     if k not in RESUMABLE_CHANGES and saved[k] != current[k])
-    if changed:
-        details = ", ".join(f"{k}={saved[k]!r} there, {current[k]!r} now" for k in changed)
-        raise ValueError(f"{path} holds a run with other settings ({details}); resume it with "
-                         "those settings, or start this one under another name")
-
-
-def _save_atomic(state: dict, path: Path):
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-write leaves the previous state intact
+def _save_state(trainer: PPOTrainer, config: PPOConfig, done: int, log: list[dict], out_dir: Path):
+    state_save(out_dir / RESUME_DIR, step=done, state={**trainer.state_dict(done, log), "config": config.to_dict()})

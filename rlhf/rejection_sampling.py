@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from modelruntime.checkpoint import DONE_MARKER, RESUME_DIR, config_check_same, folder_write_atomic, states_clear
 from rlhf.config import RejectionSamplingConfig
 from rlhf.generation import SamplingConfig, sample_responses
 from rlhf.rewards import RewardFn
@@ -119,36 +120,72 @@ def rejection_sample(
     device=None,
     metadata: dict | None = None,
 ) -> RejectionSamplingResult:
-    """Sample, pick, (pool), fine-tune; the new policy is written to `out_dir` with its winners."""
+    """Sample, pick, (pool), fine-tune; the new policy is written to `out_dir` with its winners.
+
+    Resumable: the kept samples and then the fine-tuning state are saved in `<out_dir>-resume`;
+    a call with the same `out_dir` continues from there and ends with the same model.
+    """
     from modelruntime.modelstore import load_policy, save_checkpoint
     from rlhf.sft import sft_train
 
     if not prompts:
         raise ValueError("rejection sampling needs at least one prompt")
     progress = on_progress or (lambda step, total, metrics=None, log_line=None: None)
+    out_dir = Path(out_dir)
+    resume_dir = out_dir.with_name(f"{out_dir.name}-{RESUME_DIR}")
     temperatures = [config.temperature] + [t for t in config.curve_temperatures if t != config.temperature]
     model, tokenizer = load_policy(policy_path, device)
-    curve, winners = [], []
-    for number, temperature in enumerate(temperatures):
-        progress(number, len(temperatures) + 1, None,
-                 f"sampling {config.k} responses for each of {len(prompts)} prompts at temperature {temperature}")
-        best, rewards = best_of_k(model, tokenizer, prompts, reward_fn, config, temperature)
-        curve += reward_vs_k(rewards, temperature)
-        if temperature == config.temperature:
-            winners = best
-        progress(number + 1, len(temperatures) + 1, {"reward_vs_k": curve}, None)
-    pooled = pool_winners(winners, list(previous) if config.pool_previous else [], reward_fn)
+    sampled = _samples_load(resume_dir, config)
+    if sampled:
+        curve, pooled = sampled
+        progress(len(temperatures), len(temperatures) + 1, {"reward_vs_k": curve},
+                 f"resuming with the {len(pooled)} kept samples of the interrupted run")
+    else:
+        curve, winners = [], []
+        for number, temperature in enumerate(temperatures):
+            progress(number, len(temperatures) + 1, None,
+                     f"sampling {config.k} responses for each of {len(prompts)} prompts at temperature {temperature}")
+            best, rewards = best_of_k(model, tokenizer, prompts, reward_fn, config, temperature)
+            curve += reward_vs_k(rewards, temperature)
+            if temperature == config.temperature:
+                winners = best
+            progress(number + 1, len(temperatures) + 1, {"reward_vs_k": curve}, None)
+        pooled = pool_winners(winners, list(previous) if config.pool_previous else [], reward_fn)
+        _samples_save(resume_dir, config, curve, pooled)
     progress(len(temperatures), len(temperatures) + 1, None, f"fine-tuning on {len(pooled)} kept samples")
 
     def sft_progress(step, total, metrics):
         progress(step, total, metrics, None)
 
     model.requires_grad_(True)
-    sft = sft_train(model, tokenizer, [(w.prompt, w.response) for w in pooled], config, sft_progress, seed=config.seed)
-    out_dir = Path(out_dir)
+    sft = sft_train(model, tokenizer, [(w.prompt, w.response) for w in pooled], config, sft_progress,
+                    seed=config.seed, resume_dir=resume_dir / "sft")
     save_checkpoint(model, tokenizer, out_dir, {"kind": "rejection_sampling", "config": config.to_dict(),
                                                 **(metadata or {})}, extra_files={SAMPLES_NAME: winners_jsonl(pooled)})
+    states_clear(resume_dir)
     return RejectionSamplingResult(
         checkpoint=out_dir, winners=pooled, reward_vs_k=curve, sft=sft,
         pooled_from=sorted({w.source for w in pooled if w.source}),
     )
+
+
+# Settings a resumed run may change: how often fine-tuning saves.
+RESUMABLE_CHANGES = {"checkpoint_every"}
+
+
+def _samples_save(resume_dir: Path, config: RejectionSamplingConfig, curve: list[dict], pooled: list[Winner]):
+    """The sampling stage's outcome, so a resumed run fine-tunes on the very same samples."""
+    def write(tmp: Path):
+        (tmp / "curve.json").write_text(json.dumps(curve))
+        (tmp / SAMPLES_NAME).write_text(winners_jsonl(pooled))
+
+    folder_write_atomic(resume_dir / "samples", write, marker_name=DONE_MARKER, marker={"config": config.to_dict()})
+
+
+def _samples_load(resume_dir: Path, config: RejectionSamplingConfig):
+    folder = resume_dir / "samples"
+    if not (folder / DONE_MARKER).is_file():
+        return None
+    saved = json.loads((folder / DONE_MARKER).read_text())["config"]
+    config_check_same(saved=saved, current=config.to_dict(), path=resume_dir, may_change=RESUMABLE_CHANGES)
+    return json.loads((folder / "curve.json").read_text()), winners_load(folder / SAMPLES_NAME, "")

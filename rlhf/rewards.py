@@ -67,6 +67,8 @@ def kl_penalised_rewards(
     the sequence's (whitened) score on its last token. Returns (rewards, per-token KL), both 0 on
     padding. `mask` marks the response tokens; responses are right-padded."""
     mask = mask.to(logprobs.dtype)
+    # KL(pi_theta || pi_0) by Schulman's "k1" estimator, log(pi_theta / pi_0) at the sampled token
+    # ("Approximating KL Divergence", 2020): unbiased, as Llama 2's and InstructGPT's penalty uses.
     kl = (logprobs - ref_logprobs) * mask  # (B, T)
     rewards = -beta * kl  # (B, T)
     last = mask.sum(dim=1).long() - 1  # (B,) index of each response's last token

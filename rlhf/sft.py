@@ -1,19 +1,25 @@
 """Supervised fine-tuning on (prompt, response) pairs, loss on response tokens only.
 
 Used by rejection sampling (fine-tune on the kept samples) and for annotators' demonstrations
-(Llama 2 sec. 3.1: "we zero-out the loss on tokens from the user prompt"). No Django here.
+(Llama 2 sec. 3.1: "we zero-out the loss on tokens from the user prompt"). Resumable like RM
+training and PPO: a state every `checkpoint_every` steps (modelruntime/checkpoint.py). No Django here.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from modelruntime.allocator import keep_freed_memory
+from modelruntime.checkpoint import (
+    rng_state, rng_state_restore, state_load, state_save, trainable_weights, trainable_weights_restore,
+)
+from modelruntime.optim import cosine_schedule, optimizer_create
 from rlhf.config import SFTConfig
 from rlhf.generation import chat_prompt
 
@@ -66,10 +72,14 @@ def sft_train(
     config: SFTConfig,
     on_progress: Callable[[int, int, dict], None] | None = None,
     seed: int = 0,
+    resume_dir: Path | str | None = None,
 ) -> dict:
-    """Fine-tune `model` in place on (prompt, response) pairs; returns {"steps", "loss"} (per step)."""
-    from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
+    """Fine-tune `model` in place on (prompt, response) pairs; returns {"steps", "loss" (per step),
+    "resumed_from_step"}.
 
+    With `resume_dir`, a state is saved there every `config.checkpoint_every` steps and a call on
+    the same folder continues from the newest one (the caller removes the folder once done).
+    """
     if not pairs:
         raise ValueError("SFT needs at least one (prompt, response) pair")
     examples = [sft_example(tokenizer, prompt, response, config.max_length) for prompt, response in pairs]
@@ -80,14 +90,13 @@ def sft_train(
         order += rng.sample(range(len(examples)), len(examples))
     order = order[: math.ceil(config.epochs * len(examples))]
     steps = math.ceil(len(order) / config.batch_size)
-    # Llama 2 trained with AdamW (0.9, 0.95, eps 1e-5) throughout (sec. 2.2); cosine schedule (sec. 3.1).
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  betas=(0.9, 0.95), eps=1e-5, weight_decay=config.weight_decay,
-                                  fused=True)  # one kernel over all parameters: faster on CPU and GPU
-    schedule = get_cosine_with_min_lr_schedule_with_warmup(optimizer, 0, steps, min_lr_rate=config.min_lr_ratio)
-    model.train()
+    # Llama 2 sec. 3.1: cosine schedule, no warm-up mentioned for SFT.
+    optimizer = optimizer_create(named_parameters=model.named_parameters(), config=config)
+    schedule = cosine_schedule(optimizer, total_steps=steps, warmup_steps=0, min_lr_ratio=config.min_lr_ratio)
     losses = []
-    for step in range(steps):
+    resumed = _resume(resume_dir, model, optimizer, schedule, losses) if resume_dir else 0
+    model.train()
+    for step in range(resumed, steps):
         batch = [examples[i] for i in order[step * config.batch_size : (step + 1) * config.batch_size]]
         tokens = sum(sum(label != IGNORE for label in lab[1:]) for _, lab in batch)
         optimizer.zero_grad(set_to_none=True)
@@ -102,7 +111,27 @@ def sft_train(
         optimizer.step()
         schedule.step()
         losses.append(total / max(tokens, 1))
+        if resume_dir and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
+            _save(resume_dir, model, optimizer, schedule, losses)
         if on_progress:
-            on_progress(step + 1, steps, {"sft/loss": losses[-1]})
+            on_progress(step + 1, steps, {"loss/sft": losses[-1]})
     model.eval()
-    return {"steps": steps, "loss": losses}
+    return {"steps": steps, "loss": losses, "resumed_from_step": resumed}
+
+
+def _save(folder, model, optimizer, schedule, losses):
+    state = {"weights": trainable_weights(model), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "losses": losses, "rng": rng_state()}
+    state_save(folder, step=len(losses), state=state)
+
+
+def _resume(folder, model, optimizer, schedule, losses) -> int:
+    saved = state_load(folder)
+    if saved is None:
+        return 0
+    trainable_weights_restore(model, saved["weights"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    rng_state_restore(saved["rng"])
+    losses.extend(saved["losses"])
+    return len(losses)

@@ -41,8 +41,10 @@ def test_models_page_plots_and_tables(staff_client, db):
     PolicyVersion.objects.create(
         name="RLHF-V2", kind="ppo", checkpoint_path="/p/2",
         metrics={"ppo_iterations": [
-            {"iteration": 1, "reward": 0.1, "kl": 0.0, "value_loss": 1.0, "entropy": 2.0, "response_length": 40},
-            {"iteration": 2, "reward": 0.3, "kl": 0.02, "value_loss": 0.8, "entropy": 1.9, "response_length": 42}]})
+            {"iteration": 1, "reward/score": 0.1, "kl/reference_k1": 0.0, "loss/value": 1.0, "ppo/entropy": 2.0,
+             "ppo/response_length": 40},
+            {"iteration": 2, "reward/score": 0.3, "kl/reference_k1": 0.02, "loss/value": 0.8, "ppo/entropy": 1.9,
+             "ppo/response_length": 42}]})
     html = staff_client.get(reverse("dashboard:models")).content.decode()
 
     accuracy = _chart(html, "rm-accuracy")
@@ -60,6 +62,7 @@ def test_models_page_plots_and_tables(staff_client, db):
     assert "<td>1.0</td><td>4</td><td>0.900</td><td>0.200</td>" in html
     ppo = json.loads(re.search(r'<script id="ppo-\d+" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert ppo["datasets"][1] == {"label": "KL", "data": [0.0, 0.02]}
+    assert "<td>2</td><td>0.300</td><td>0.0200</td><td>0.800</td><td>1.900</td><td>42.0</td>" in html
     assert "<td>RLHF-V1</td><td>Rejection sampling fine-tune</td><td>—</td>\n      <td>0.625</td><td>SFT</td><td>32</td>" in html
     assert html.count("<canvas data-chart=") == 5
 

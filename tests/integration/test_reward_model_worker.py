@@ -29,7 +29,7 @@ def test_worker_trains_registers_and_reports_progress(start_worker, tiny_model_p
     wait_until(lambda: _state(job) in Job.FINISHED_STATES, 180, "the training job")
     assert job.state == Job.State.SUCCEEDED, job.error
     assert job.progress_total > 1 and job.progress_step == job.progress_total
-    assert job.metrics["loss"] > 0 and 0 <= job.metrics["accuracy"] <= 1
+    assert job.metrics["loss/rm"] > 0 and 0 <= job.metrics["rm/accuracy"] <= 1
     model = RewardModel.objects.get(name="rm-from-worker")
     assert model.job == job and model.metrics["heldout"]["pairs"] > 0
     assert job.result["reward_model_id"] == model.pk

@@ -24,7 +24,7 @@ def test_training_lowers_the_loss_and_beats_chance_on_unseen_prompts(tiny_model_
     losses = []
     config = resume_config(checkpoint_every=1000, epochs=2.0)
     result = train(config, separable_pairs(48), tmp_path / "rm", base_path=tiny_model_path,
-                   on_progress=lambda step, total, metrics: losses.append(metrics["loss"]))
+                   on_progress=lambda step, total, metrics: losses.append(metrics["loss/rm"]))
     assert result.steps == len(losses) == 12
     assert losses[-1] < losses[0] * 0.7
     heldout = _heldout_accuracy(result.checkpoint, separable_pairs(30, offset=1000))

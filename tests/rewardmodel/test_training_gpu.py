@@ -17,7 +17,7 @@ pytestmark = [
 def test_training_and_scoring_run_on_the_gpu(tiny_model_path, tmp_path):
     losses = []
     result = train(resume_config(checkpoint_every=1000, epochs=2.0), separable_pairs(48), tmp_path / "rm",
-                   base_path=tiny_model_path, on_progress=lambda s, t, m: losses.append(m["loss"]))
+                   base_path=tiny_model_path, on_progress=lambda s, t, m: losses.append(m["loss/rm"]))
     assert losses[-1] < losses[0]
     model, tokenizer = load_for_scoring(result.checkpoint, "cuda")
     assert next(model.parameters()).device.type == "cuda"

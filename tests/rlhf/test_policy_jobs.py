@@ -95,7 +95,7 @@ def test_ppo_job_logs_every_iteration_on_the_job_and_the_version(world):
     version = PolicyVersion.objects.get(pk=job.result["policy_version_id"])
     iterations = version.metrics["ppo_iterations"]
     assert [r["iteration"] for r in iterations] == [1, 2]
-    assert {"reward", "kl", "value_loss", "entropy", "response_length"} <= set(iterations[0])
+    assert {"reward/score", "kl/reference_k1", "loss/value", "ppo/entropy", "ppo/response_length"} <= set(iterations[0])
     assert job.metrics["ppo_iterations"] == iterations
     assert "iteration 2/2" in job.log
     assert version.kind == PolicyVersion.Kind.PPO and version.parent == world

@@ -6,11 +6,13 @@ import torch
 
 from rlhf.config import PPOConfig
 from modelruntime.modelstore import checkpoint_is_complete, load_policy, read_metadata
-from rlhf.ppo import STATE_NAME, PPOTrainer, policy_forward, ppo_train, prompts_for_iteration
+from modelruntime.checkpoint import RESUME_DIR, state_load
+from rlhf.ppo import PPOTrainer, policy_forward, ppo_train, prompts_for_iteration
 
 PROMPTS = [[{"role": "user", "content": text}] for text in
            ("Hi", "What is a reward model?", "Name a colour.", "Tell me a joke about ducks.")]
-LOG_KEYS = {"iteration", "reward", "kl", "value_loss", "entropy", "response_length"}
+LOG_KEYS = {"iteration", "reward/score", "kl/reference_k1", "loss/policy", "loss/value", "kl/rollout_k2",
+            "ppo/clipfrac", "ppo/entropy", "ppo/response_length"}
 
 
 def characters(conversations):
@@ -32,13 +34,13 @@ def test_one_update_makes_high_reward_responses_more_likely(tiny_model_dir):
     trainer.update(rollout)
 
     with torch.no_grad():
-        new_logprobs, _, _ = policy_forward(trainer.policy, None, rollout["batch"])
-    mask = rollout["batch"].response_mask
-    change = ((new_logprobs - rollout["old_logprobs"]) * mask).sum(1)  # (B,) sequence log-prob change
-    centred = rollout["scores"] - rollout["scores"].mean()
+        new_logprobs, _, _ = policy_forward(trainer.policy, None, rollout.batch)
+    mask = rollout.batch.response_mask
+    change = ((new_logprobs - rollout.old_logprobs) * mask).sum(1)  # (B,) sequence log-prob change
+    centred = rollout.scores - rollout.scores.mean()
     # The policy gradient's promise: log-probability moves up for above-average rewards, down below.
     assert (centred * change).sum() > 0
-    assert change[rollout["scores"].argmax()] > 0 > change[rollout["scores"].argmin()]
+    assert change[rollout.scores.argmax()] > 0 > change[rollout.scores.argmin()]
 
 
 def test_training_logs_each_iteration_and_starts_at_zero_kl(tiny_model_dir, tmp_path):
@@ -46,9 +48,10 @@ def test_training_logs_each_iteration_and_starts_at_zero_kl(tiny_model_dir, tmp_
 
     assert [r["iteration"] for r in result.iterations] == [1, 2]
     assert all(LOG_KEYS <= set(r) for r in result.iterations)
-    assert result.iterations[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before any step
-    assert result.iterations[1]["kl"] != pytest.approx(0.0, abs=1e-6)
-    assert all(1 <= r["response_length"] <= 6 for r in result.iterations)
+    # The policy equals the reference before any step.
+    assert result.iterations[0]["kl/reference_k1"] == pytest.approx(0.0, abs=1e-5)
+    assert result.iterations[1]["kl/reference_k1"] != pytest.approx(0.0, abs=1e-6)
+    assert all(1 <= r["ppo/response_length"] <= 6 for r in result.iterations)
     assert checkpoint_is_complete(result.checkpoint)
     assert read_metadata(result.checkpoint)["kind"] == "ppo"
 
@@ -61,8 +64,9 @@ def test_a_stopped_run_resumes_where_it_stopped_and_ends_like_an_unbroken_one(ti
 
     assert first.resumed_from == 0 and resumed.resumed_from == 2
     assert resumed.iterations[:2] == first.iterations
-    assert resumed.iterations[2]["reward"] == pytest.approx(unbroken.iterations[2]["reward"])
-    assert resumed.iterations[2]["kl"] == pytest.approx(unbroken.iterations[2]["kl"], abs=1e-4)
+    assert resumed.iterations[2]["reward/score"] == pytest.approx(unbroken.iterations[2]["reward/score"])
+    kl = "kl/reference_k1"
+    assert resumed.iterations[2][kl] == pytest.approx(unbroken.iterations[2][kl], abs=1e-4)
 
 
 def test_lora_trains_adapters_only_and_saves_a_plain_checkpoint(tiny_model_dir, tmp_path):
@@ -70,12 +74,12 @@ def test_lora_trains_adapters_only_and_saves_a_plain_checkpoint(tiny_model_dir, 
     result = ppo_train(tiny_config(lora_rank=4, iterations=1, learning_rate=1e-2), tiny_model_dir,
                        PROMPTS, characters, tmp_path)
 
-    state = torch.load(tmp_path / STATE_NAME, weights_only=False)
+    state = state_load(tmp_path / RESUME_DIR)
     assert state["policy"] and all("lora_" in name for name in state["policy"])
     merged, _ = load_policy(result.checkpoint, "cpu")  # loads without peft: the adapter is merged
     weight = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(merged.state_dict()[weight], base.state_dict()[weight])
-    assert result.iterations[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert result.iterations[0]["kl/reference_k1"] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_resuming_with_another_lora_rank_fails_clearly(tiny_model_dir, tmp_path):
@@ -87,11 +91,11 @@ def test_resuming_with_another_lora_rank_fails_clearly(tiny_model_dir, tmp_path)
 
 def test_a_saved_run_is_not_resumed_with_other_settings(tiny_model_dir, tmp_path):
     ppo_train(tiny_config(iterations=1), tiny_model_dir, PROMPTS, characters, tmp_path)
-    saved = (tmp_path / STATE_NAME).read_bytes()
+    saved = sorted((tmp_path / RESUME_DIR).rglob("*.pt"))[-1].read_bytes()
 
     with pytest.raises(ValueError, match=r"learning_rate=.* there, 0\.5 now"):
         ppo_train(tiny_config(iterations=2, learning_rate=0.5), tiny_model_dir, PROMPTS, characters, tmp_path)
-    assert (tmp_path / STATE_NAME).read_bytes() == saved  # the saved run is untouched
+    assert sorted((tmp_path / RESUME_DIR).rglob("*.pt"))[-1].read_bytes() == saved  # the saved run is untouched
 
 
 def test_kl_stop_ends_training_early(tiny_model_dir, tmp_path):
@@ -117,14 +121,14 @@ def test_reference_log_probs_match_a_full_forward_and_each_prompt_is_read_once(t
 
     for seed in (0, 1):  # the second rollout finds all four prompts in the reference's cache
         rollout = trainer.rollout(PROMPTS * 2, seed=seed)
-        batch = rollout["batch"]
+        batch = rollout.batch
         with torch.no_grad():
             if lora_rank:
                 with trainer.policy.disable_adapter():
                     expected, _, _ = policy_forward(trainer.policy, None, batch)
             else:
                 expected, _, _ = policy_forward(trainer.reference, None, batch)
-        actual = trainer.reference_logprobs(rollout["samples"], batch.response_ids)
+        actual = trainer.reference_logprobs(rollout.samples, batch.response_ids)
         mask = batch.response_mask.bool()
         torch.testing.assert_close(actual[mask], expected[mask], atol=1e-4, rtol=1e-4)
     assert trainer.reference_prompts.misses == len(PROMPTS)
