@@ -15,7 +15,7 @@ from annotation.services.audit import audit_record
 from annotation.services.batches import batch_close, batch_current, batch_open
 from annotation.services.comparisons import comparison_create
 from annotation.services.dialogues import demonstration_submit, dialogue_continue, dialogue_start
-from annotation.services.imports import judgments_import, pairs_import
+from annotation.services.imports import judgments_import
 from annotation.services.judgments import judgment_submit, judgment_undo_last
 from annotation.services.staff import (
     annotator_profile_update,
@@ -44,7 +44,6 @@ __all__ = [
     "judgment_submit",
     "judgment_undo_last",
     "judgments_import",
-    "pairs_import",
     "project_create",
     "project_update",
 ]

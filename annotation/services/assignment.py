@@ -178,13 +178,7 @@ def assignment_skip(*, annotator, comparison_id, reason):
     if not reason:
         raise AnnotationError("Say why you skip (field “reason”).")
     with transaction.atomic():
-        assignment = (
-            rows_lock(Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id))
-            .select_related("comparison__batch__project")
-            .first()
-        )
-        if assignment is None:
-            raise AnnotationError("This comparison is not assigned to you.")
+        assignment = assignment_lock_held(annotator=annotator, comparison_id=comparison_id)
         annotator_access_check(
             annotator=annotator, project=assignment.comparison.batch.project, in_round=True
         )
@@ -194,4 +188,17 @@ def assignment_skip(*, annotator, comparison_id, reason):
         assignment.skip_reason = reason[:500]
         assignment.save(update_fields=["status", "skip_reason"])
         audit_record(actor=annotator, verb="assignment_skip", obj=assignment, reason=reason[:500])
+    return assignment
+
+
+def assignment_lock_held(*, annotator, comparison_id):
+    """Lock the annotator's own assignment on a comparison (with its project), inside the
+    caller's transaction; refuse one that is not theirs."""
+    assignment = (
+        rows_lock(Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id))
+        .select_related("comparison__batch__project")
+        .first()
+    )
+    if assignment is None:
+        raise AnnotationError("This comparison is not assigned to you.")
     return assignment

@@ -1,47 +1,7 @@
-"""Imported data: pairs from a file as unjudged comparisons, and raters' labels as judgments."""
+"""Imported data: raters' labels from a file as judgments (dataio reads the file and stores the
+pairs with comparison_create)."""
 
-from django.db import transaction
-
-from annotation.models import Dialogue, Judgment, Turn
-from annotation.services.comparisons import comparison_create
-
-
-def pairs_import(*, project, batch, records, is_adversarial=False):
-    """Store read PairRecords as unjudged comparisons; records already imported are skipped.
-
-    All or nothing: one transaction for the whole file. Returns how many were added.
-    """
-    added = 0
-    with transaction.atomic():
-        known = set(
-            Dialogue.objects.filter(project=project).exclude(source_key="")
-            .values_list("source_key", flat=True)
-        )
-        for record in records:
-            if record.source_key in known:
-                continue
-            known.add(record.source_key)
-            dialogue = Dialogue.objects.create(
-                project=project,
-                source=record.source,
-                source_key=record.source_key,
-                is_adversarial=is_adversarial,
-            )
-            Turn.objects.bulk_create(
-                Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
-                for i, m in enumerate(record.context)
-            )
-            comparison_create(
-                batch=batch,
-                dialogue=dialogue,
-                context_length=len(record.context),
-                responses=[
-                    {"text": record.response_a, "model_name": record.model_a or record.source},
-                    {"text": record.response_b, "model_name": record.model_b or record.source},
-                ],
-            )
-            added += 1
-    return added
+from annotation.models import Judgment
 
 
 def judgments_import(*, comparison, labels, pseudonym_of=None, aggregates=True):

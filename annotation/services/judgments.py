@@ -14,7 +14,7 @@ from annotation.models import (
     Strength,
 )
 from annotation.services.access import AnnotationError, annotator_access_check
-from annotation.services.assignment import lease_end, rows_lock
+from annotation.services.assignment import assignment_lock_held, lease_end, rows_lock
 from annotation.services.audit import audit_record
 
 
@@ -49,13 +49,7 @@ def judgment_submit(
     """
     now = timezone.now()
     with transaction.atomic():
-        assignment = (
-            rows_lock(Assignment.objects.filter(annotator=annotator, comparison_id=comparison_id))
-            .select_related("comparison__batch__project")
-            .first()
-        )
-        if assignment is None:
-            raise AnnotationError("This comparison is not assigned to you.")
+        assignment = assignment_lock_held(annotator=annotator, comparison_id=comparison_id)
         comparison = assignment.comparison
         project = comparison.batch.project
         annotator_access_check(annotator=annotator, project=project, in_round=comparison.is_gold)
