@@ -63,7 +63,7 @@ class RewardModelConfig(ConfigBase):
         -1.0, "Other-objective pairs added per own pair; -1: paper's 1.0 (helpful) or 0.1 (safety)."
     )
     checkpoint_every: int = config_field(50, "Save a resumable checkpoint every N optimizer steps.", gt=0)
-    seed: int = config_field(0, "Seeds data order, the held-out split and the head's initialisation.", ge=0)
+    seed: int = config_field(0, "Seeds data order and the head's initialisation (the held-out split is fixed: core/heldout.py).", ge=0)
     max_pairs: int = config_field(0, "Use at most this many training pairs (0: all); for quick runs.", ge=0)
 
     def check(self):

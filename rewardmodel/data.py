@@ -126,11 +126,11 @@ def keep_for_objective(pair_bin: str, objective: str) -> bool:
     return not (objective == "safety" and pair_bin == CHOSEN_UNSAFE_OTHER_SAFE)
 
 
-def split(pairs: list[TrainingPair], fraction: float, seed: int = 0):
+def split(pairs: list[TrainingPair], fraction: float):
     """(train, held-out) by prompt: core/heldout.py's split, the one the policy jobs use too."""
     train, heldout = [], []
     for pair in pairs:
-        (heldout if prompt_is_heldout(pair.prompt_key, fraction=fraction, seed=seed) else train).append(pair)
+        (heldout if prompt_is_heldout(pair.prompt_key, fraction=fraction) else train).append(pair)
     return train, heldout
 
 

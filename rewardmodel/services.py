@@ -79,13 +79,13 @@ def dataset_build(project: Project, config: RewardModelConfig):
         raise NoTrainingData(
             f"project {project.name!r} has no usable pairs (skipped: {dict(report.skipped) or 'none judged'})"
         )
-    train, heldout = split(own, config.heldout_fraction, config.seed)
+    train, heldout = split(own, config.heldout_fraction)
     others = Project.objects.exclude(objective=objective).exclude(pk=project.pk)
     other_pairs, _ = pairs_for_projects(
         others, objective=objective, margin_scheme=config.margin_scheme or None,
         min_judgments=config.min_judgments,
     )
-    other_train, _ = split(other_pairs, config.heldout_fraction, config.seed)
+    other_train, _ = split(other_pairs, config.heldout_fraction)
     ratio = config.mix_ratio_for(objective)
     mixed = mix(train, other_train, ratio, config.seed)
     if config.max_pairs and len(mixed) > config.max_pairs:
@@ -223,7 +223,7 @@ def evaluation_pairs(project: Project, config: RewardModelConfig, *, objective=N
         margin_scheme=config.margin_scheme or None, min_judgments=config.min_judgments,
     )
     if heldout_only:
-        pairs = split(pairs, config.heldout_fraction, config.seed)[1]
+        pairs = split(pairs, config.heldout_fraction)[1]
     if not pairs:
         raise NoTrainingData(f"project {project.name!r} has no {'held-out ' if heldout_only else ''}pairs")
     return pairs

@@ -69,8 +69,7 @@ def _version_name_reserve(config):
 
 
 def _prompts_check(config, split="train"):
-    found = policy_prompts(project_name=config.project, split=split, heldout_fraction=config.heldout_fraction,
-                           seed=config.seed, limit=1)
+    found = policy_prompts(project_name=config.project, split=split, heldout_fraction=config.heldout_fraction, limit=1)
     if not found:
         where = f"project {config.project!r}" if config.project else "any project"
         part = "held-out" if split == "heldout" else "training"

@@ -32,12 +32,25 @@ def policy_version_resolve(name):
     return PolicyVersion.objects.filter(is_active=True).order_by("-created_at").first() or policy_version_default()
 
 
-def policy_prompts(*, project_name="", split="train", heldout_fraction=0.1, seed=0, limit=None) -> list[PolicyPrompt]:
+def heldout_fraction_for(version, wanted: float) -> float:
+    """The held-out fraction `evaluate_policy` may use on `version`: at most the smallest one any
+    job in its lineage trained with, so every prompt it evaluates on was held out of all of them."""
+    fraction, seen = wanted, set()
+    while version is not None and version.pk not in seen:
+        seen.add(version.pk)
+        trained = version.config.get("heldout_fraction") if isinstance(version.config, dict) else None
+        if isinstance(trained, (int, float)):
+            fraction = min(fraction, trained)
+        version = version.parent
+    return fraction
+
+
+def policy_prompts(*, project_name="", split="train", heldout_fraction=0.1, limit=None) -> list[PolicyPrompt]:
     """The first user turn of each dialogue, training or held-out part, one per distinct prompt.
 
     The part is core/heldout.py's, by the prompt's text: the one the reward-model builder uses, so
-    with the same fraction and seed PPO never trains on a prompt `evaluate_policy` (or the reward
-    model's evaluation) holds out.
+    with the same fraction PPO never trains on a prompt `evaluate_policy` (or the reward model's
+    evaluation) holds out.
     """
     dialogues = Dialogue.objects.select_related("project").order_by("pk")
     if project_name:
@@ -51,7 +64,7 @@ def policy_prompts(*, project_name="", split="train", heldout_fraction=0.1, seed
         if key in seen:
             continue
         seen.add(key)
-        if prompt_is_heldout(key, fraction=heldout_fraction, seed=seed) != (split == "heldout"):
+        if prompt_is_heldout(key, fraction=heldout_fraction) != (split == "heldout"):
             continue
         prompts.append(PolicyPrompt(messages, dialogue.project.is_safety or dialogue.is_adversarial, dialogue.pk))
         if limit and len(prompts) == limit:

@@ -14,7 +14,7 @@ from core.progress import work_with_console
 from margin.jobs import job_run
 from margin.models import Job
 from rlhf.models import PolicyVersion
-from rlhf.selectors import policy_prompts, policy_version_resolve
+from rlhf.selectors import heldout_fraction_for, policy_prompts, policy_version_resolve
 
 
 def reward_fn_build(config, prompts):
@@ -63,8 +63,7 @@ def rejection_sample_work(job, on_progress):
 
     config = RejectionSamplingConfig.from_dict(job.params["config"])
     parent = policy_version_resolve(config.policy)
-    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
-                             seed=config.seed, limit=config.max_prompts)
+    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction, limit=config.max_prompts)
     previous = []
     for ancestor in parent.lineage():
         samples = Path(ancestor.checkpoint_path) / SAMPLES_NAME
@@ -90,8 +89,7 @@ def ppo_work(job, on_progress):
 
     config = PPOConfig.from_dict(job.params["config"])
     parent = policy_version_resolve(config.policy)
-    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction,
-                             seed=config.seed, limit=config.max_prompts)
+    prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction, limit=config.max_prompts)
     history = {r["iteration"]: r for r in job.metrics.get("ppo_iterations", [])}
     on_progress(0, config.iterations, log_line=f"PPO from {parent.name} on {len(prompts)} prompts")
 
@@ -121,8 +119,9 @@ def policy_evaluate_work(job, on_progress):
     config = PolicyEvaluationConfig.from_dict(job.params["config"])
     version = policy_version_resolve(config.policy)
     against = PolicyVersion.objects.get(name=config.against) if config.against else version.parent
-    prompts = policy_prompts(project_name=config.project, split="heldout", heldout_fraction=config.heldout_fraction,
-                             seed=config.seed, limit=config.max_prompts)
+    fraction = heldout_fraction_for(version, config.heldout_fraction)
+    prompts = policy_prompts(project_name=config.project, split="heldout", heldout_fraction=fraction,
+                             limit=config.max_prompts)
     on_progress(0, 3, log_line=f"{version.name} against {against.name} on {len(prompts)} held-out prompts")
     result = win_rate(version.checkpoint_path, against.checkpoint_path, [p.messages for p in prompts],
                       reward_fn_build(config, prompts), temperature=config.temperature,

@@ -10,7 +10,7 @@ from rlhf.selectors import PolicyPrompt, policy_prompts
 from rlhf.work import reward_fn_build
 from tests.factories import BatchFactory, ComparisonFactory, DialogueFactory, ProjectFactory, UserFactory
 
-FRACTION, SEED = 0.25, 3
+FRACTION = 0.25
 
 
 @pytest.fixture
@@ -31,19 +31,33 @@ def _keys(prompts):
 
 def test_policy_jobs_hold_out_exactly_the_prompts_the_reward_model_holds_out(judged_project):
     pairs, _ = pairs_for_projects([judged_project], objective="helpfulness")
-    _, rm_heldout = split(pairs, FRACTION, SEED)
-    heldout = policy_prompts(project_name="helpful", split="heldout", heldout_fraction=FRACTION, seed=SEED)
+    _, rm_heldout = split(pairs, FRACTION)
+    heldout = policy_prompts(project_name="helpful", split="heldout", heldout_fraction=FRACTION)
     assert _keys(heldout) == {pair.prompt_key for pair in rm_heldout}
     assert 0 < len(heldout) < 40
 
 
 def test_ppo_never_trains_on_a_prompt_evaluate_policy_holds_out(judged_project):
     # PPO and rejection sampling read the training part, evaluate_policy the held-out part.
-    train = policy_prompts(project_name="helpful", heldout_fraction=FRACTION, seed=SEED)
-    heldout = policy_prompts(project_name="helpful", split="heldout", heldout_fraction=FRACTION, seed=SEED)
+    train = policy_prompts(project_name="helpful", heldout_fraction=FRACTION)
+    heldout = policy_prompts(project_name="helpful", split="heldout", heldout_fraction=FRACTION)
     texts = lambda prompts: {prompt.messages[0]["content"] for prompt in prompts}  # noqa: E731
     assert texts(train).isdisjoint(texts(heldout))
     assert len(train) + len(heldout) == 40  # each prompt once, on one side
+
+
+def test_evaluate_policy_never_evaluates_on_a_prompt_a_version_in_the_lineage_trained_on(judged_project):
+    from rlhf.models import PolicyVersion
+    from rlhf.selectors import heldout_fraction_for
+
+    base = PolicyVersion.objects.create(name="SFT", checkpoint_path="/nowhere")
+    v1 = PolicyVersion.objects.create(name="RLHF-V1", checkpoint_path="/x", parent=base, config={"heldout_fraction": 0.1})
+    v2 = PolicyVersion.objects.create(name="RLHF-V2", checkpoint_path="/y", parent=v1, config={"heldout_fraction": 0.3})
+    fraction = heldout_fraction_for(v2, wanted=0.5)  # asked for more than V1 kept out
+    assert fraction == 0.1
+    evaluated = _keys(policy_prompts(project_name="helpful", split="heldout", heldout_fraction=fraction))
+    for trained_fraction in (0.1, 0.3):  # what each version trained on
+        assert evaluated.isdisjoint(_keys(policy_prompts(project_name="helpful", heldout_fraction=trained_fraction)))
 
 
 class ConstantScorer:
