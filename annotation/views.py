@@ -240,7 +240,9 @@ def pair_status(request, job_id):
         return _render_task(request, _task_context(request.user, project, error=error), 286)
     comparison = Comparison.objects.get(pk=job.result["comparison_id"])
     try:
-        assignment = services.assignment_take_reserved(annotator=request.user, comparison=comparison)
+        assignment = services.assignment_take_reserved(
+            annotator=request.user, comparison=comparison
+        )
     except services.AnnotationError as refusal:
         return _render_refusal(request, project, refusal, status=286)
     if assignment.status == Assignment.Status.SUBMITTED:

@@ -10,7 +10,11 @@ from annotation.services.access import (
     AnnotationError,
     annotator_access_check,
 )
-from annotation.services.assignment import assignment_next, assignment_skip, assignment_take_reserved
+from annotation.services.assignment import (
+    assignment_next,
+    assignment_skip,
+    assignment_take_reserved,
+)
 from annotation.services.audit import audit_record
 from annotation.services.batches import batch_close, batch_current, batch_open
 from annotation.services.comparisons import comparison_create

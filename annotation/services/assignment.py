@@ -59,8 +59,9 @@ def assignment_next(*, annotator, project):
                 f"You already hold {settings.MARGIN_MAX_OPEN_LEASES} open comparisons in other "
                 "projects; finish or skip one of those first."
             )
+        qualifying = qualification["state"] == "in_progress"
         comparison = _comparison_pick(
-            annotator=annotator, project=project, now=now, qualifying=qualification["state"] == "in_progress"
+            annotator=annotator, project=project, now=now, qualifying=qualifying
         )
         if comparison is None:
             return None

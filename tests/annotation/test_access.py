@@ -21,7 +21,13 @@ from annotation.models import (
     Turn,
 )
 from margin.models import Job
-from tests.factories import BatchFactory, ComparisonFactory, DialogueFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    BatchFactory,
+    ComparisonFactory,
+    DialogueFactory,
+    ProjectFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -80,7 +86,8 @@ def _next(user, project):
 def _submit(user, project):
     held = _lease(user, _comparison(project))
     return lambda: services.judgment_submit(
-        annotator=user, comparison_id=held.comparison_id, chosen_side="left", strength=Strength.BETTER
+        annotator=user, comparison_id=held.comparison_id, chosen_side="left",
+        strength=Strength.BETTER,
     )
 
 
@@ -165,14 +172,15 @@ def test_failing_one_projects_round_leaves_other_projects_open(project):
     user = UserFactory()
     _block(user, project, "failed")
     elsewhere = ComparisonFactory()
-    assert services.assignment_next(annotator=user, project=elsewhere.batch.project).comparison == elsewhere
+    held = services.assignment_next(annotator=user, project=elsewhere.batch.project)
+    assert held.comparison == elsewhere
 
 
 def test_during_the_round_only_its_golds_are_worked_on(project):
     user = UserFactory()
     gold = _comparison(project, is_gold=True, gold_choice="a")
     services.assignment_next(annotator=user, project=project)
-    with pytest.raises(services.AnnotationAccessError, match="Finish this project's qualification round"):
+    with pytest.raises(services.AnnotationAccessError, match="Finish this project's qualification"):
         services.dialogue_start(annotator=user, project=project, prompt="Hello?")
     with pytest.raises(services.AnnotationAccessError, match=r"\(0 of 1 test comparisons judged\)"):
         services.demonstration_submit(
@@ -195,32 +203,38 @@ def test_the_block_policy_stops_undo_and_writing_too(client, project):
     client.get(reverse("annotation:compare", args=[project.pk]))
     held = Assignment.objects.get(annotator=user, comparison=check)
     missed = "right" if held.a_on_left else "left"
-    client.post(reverse("annotation:judge", args=[check.pk]), {"choice": missed, "strength": "better"}, **HX)
+    answer = {"choice": missed, "strength": "better"}
+    client.post(reverse("annotation:judge", args=[check.pk]), answer, **HX)
     assert AnnotatorProfile.objects.get(user=user).is_paused
 
     undo = client.post(reverse("annotation:undo", args=[project.pk]), **HX)
     assert undo.status_code == 422 and "Staff paused your annotation work" in undo.content.decode()
     assert Judgment.objects.filter(annotator=user, comparison=check).exists()
     write = client.post(reverse("annotation:write", args=[project.pk]), {"prompt": "Hi"}, **HX)
-    assert write.status_code == 422 and "Staff paused your annotation work" in write.content.decode()
+    assert write.status_code == 422
+    assert "Staff paused your annotation work" in write.content.decode()
     assert not Job.objects.exists()
 
 
-# --- what the paused annotator sees -----------------------------------------------------------------
+# --- what a paused annotator sees ------------------------------------------------------------
 
 
 @pytest.fixture
-def paused(client, project):
+def annotator(client):
     user = UserFactory()
     client.force_login(user)
     return user
 
 
-def test_paused_annotator_judging_a_held_comparison_sees_why_and_no_comparison(client, project, paused):
-    held = _lease(paused, _comparison(project))
-    _block(paused, project, "paused")
+def test_paused_annotator_judging_a_held_comparison_sees_why_and_no_comparison(
+    client, project, annotator
+):
+    held = _lease(annotator, _comparison(project))
+    _block(annotator, project, "paused")
     response = client.post(
-        reverse("annotation:judge", args=[held.comparison_id]), {"choice": "left", "strength": "better"}, **HX
+        reverse("annotation:judge", args=[held.comparison_id]),
+        {"choice": "left", "strength": "better"},
+        **HX,
     )
     html = response.content.decode()
     assert response.status_code == 422 and REFUSALS["paused"] in html
@@ -228,18 +242,21 @@ def test_paused_annotator_judging_a_held_comparison_sees_why_and_no_comparison(c
     assert not Judgment.objects.filter(comparison=held.comparison).exists()
 
 
-def test_paused_annotator_skipping_sees_why(client, project, paused):
-    held = _lease(paused, _comparison(project))
-    _block(paused, project, "paused")
-    response = client.post(reverse("annotation:skip", args=[held.comparison_id]), {"reason": "x"}, **HX)
+def test_paused_annotator_skipping_sees_why(client, project, annotator):
+    held = _lease(annotator, _comparison(project))
+    _block(annotator, project, "paused")
+    url = reverse("annotation:skip", args=[held.comparison_id])
+    response = client.post(url, {"reason": "x"}, **HX)
     assert response.status_code == 422 and REFUSALS["paused"] in response.content.decode()
     held.refresh_from_db()
     assert held.status == Assignment.Status.OPEN
 
 
-def test_paused_annotator_gets_the_reason_instead_of_the_write_and_demonstration_forms(client, project, paused):
+def test_paused_annotator_gets_the_reason_instead_of_the_write_and_demonstration_forms(
+    client, project, annotator
+):
     DialogueFactory(project=project)
-    _block(paused, project, "paused")
+    _block(annotator, project, "paused")
     for name in ("annotation:write", "annotation:demonstrate"):
         page = client.get(reverse(name, args=[project.pk]))
         html = page.content.decode()
@@ -250,13 +267,13 @@ def test_paused_annotator_gets_the_reason_instead_of_the_write_and_demonstration
     assert not Demonstration.objects.exists()
 
 
-def test_pair_ready_for_a_paused_annotator_says_why_instead_of_failing(client, project, paused):
-    reserved = _comparison(project, reserved_for=paused, judgments_wanted=1)
+def test_pair_ready_for_a_paused_annotator_says_why_instead_of_failing(client, project, annotator):
+    reserved = _comparison(project, reserved_for=annotator, judgments_wanted=1)
     job = Job.objects.create(
-        kind=Job.Kind.GENERATE_PAIR, state=Job.State.SUCCEEDED, created_by=paused,
+        kind=Job.Kind.GENERATE_PAIR, state=Job.State.SUCCEEDED, created_by=annotator,
         params={"dialogue_id": reserved.dialogue_id}, result={"comparison_id": reserved.pk},
     )
-    _block(paused, project, "paused")
+    _block(annotator, project, "paused")
     response = client.get(reverse("annotation:pair_status", args=[job.pk]), **HX)
     assert response.status_code == 286 and REFUSALS["paused"] in response.content.decode()
     assert not Assignment.objects.filter(comparison=reserved).exists()

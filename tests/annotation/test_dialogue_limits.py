@@ -29,7 +29,9 @@ def continued():
     batch = BatchFactory()
     author = UserFactory()
     dialogue = DialogueFactory(project=batch.project, author=author)
-    first = ComparisonFactory(batch=batch, dialogue=dialogue, reserved_for=author, judgments_wanted=1)
+    first = ComparisonFactory(
+        batch=batch, dialogue=dialogue, reserved_for=author, judgments_wanted=1
+    )
     _judge_own_pair(author, first, side="a")
     services.dialogue_continue(annotator=author, comparison_id=first.pk, prompt="Tell me more.")
     second = ComparisonFactory(
@@ -87,7 +89,7 @@ def test_pairs_generating_are_capped_per_annotator(settings):
         services.dialogue_start(annotator=author, project=batch.project, prompt=f"Prompt {n}")
         for n in range(2)
     ]
-    with pytest.raises(services.AnnotationError, match="You have 2 pairs generating; judge them first"):
+    with pytest.raises(services.AnnotationError, match="You have 2 pairs generating; judge"):
         services.dialogue_start(annotator=author, project=batch.project, prompt="One too many")
     assert Dialogue.objects.filter(author=author).count() == 2 and Job.objects.count() == 2
     # Someone else is not held back by this annotator's jobs.
