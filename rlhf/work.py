@@ -167,9 +167,8 @@ def samples_publish_work(job, on_progress):
     created = []
     with transaction.atomic():
         for dialogue, a, b in zip(dialogues, *answers):
-            comparison = comparison_create(batch=batch, dialogue=dialogue, context_length=1, responses=[a, b])
-            comparison.metadata = {**comparison.metadata, "published_by_job": job.pk}
-            comparison.save(update_fields=["metadata"])
+            comparison = comparison_create(batch=batch, dialogue=dialogue, context_length=1, responses=[a, b],
+                                           metadata={"published_by_job": job.pk})
             created.append(comparison.pk)
     on_progress(3, 3, log_line=f"published {len(created)} comparisons to {batch}")
     return {"batch_id": batch.pk, "comparisons": len(created),
