@@ -42,7 +42,7 @@ SIDES = ("trl", "trl-no-checkpointing", "ours")
 
 def prepare(args, workdir: Path) -> Path:
     """Token ids of chosen / rejected for train and held-out pairs, identical for both sides."""
-    from annotation.importers import read_hh_pairs
+    from dataio.formats import file_records
     from rewardmodel.modeling import encode
     from modelruntime.modelstore import default_model_dir
     from transformers import AutoTokenizer
@@ -50,9 +50,9 @@ def prepare(args, workdir: Path) -> Path:
     base = default_model_dir(REPO / "var" / "models")
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     rows = []
-    for record in read_hh_pairs(HH_FILE):
-        chosen = encode(tokenizer, [*record.context, {"role": "assistant", "content": record.response_a}], 10**9)
-        rejected = encode(tokenizer, [*record.context, {"role": "assistant", "content": record.response_b}], 10**9)
+    for record in file_records(HH_FILE, "hh"):  # response A is the chosen one
+        chosen = encode(tokenizer, [*record.context, {"role": "assistant", "content": record.responses[0]["text"]}], 10**9)
+        rejected = encode(tokenizer, [*record.context, {"role": "assistant", "content": record.responses[1]["text"]}], 10**9)
         if max(len(chosen), len(rejected)) <= args.max_length:
             rows.append({"chosen_ids": chosen, "rejected_ids": rejected, "margin": 0.0})
         if len(rows) == args.pairs + args.heldout:

@@ -4,6 +4,7 @@ from django.conf import settings
 from annotation.models import MarginScheme, Objective, Project
 from dataio.formats import PARSERS, mapping_parse
 from dataio.records import MAX_NUMBER
+from dataio.staging import STAGING_PREFIX
 from dataio.writers import OUTPUT_FORMATS
 
 
@@ -31,7 +32,7 @@ FORMAT_LABELS = {
 
 
 class ImportForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.all())
+    project = forms.ModelChoiceField(queryset=Project.objects.exclude(name__startswith=STAGING_PREFIX))
     format = forms.ChoiceField(choices=[(name, FORMAT_LABELS.get(name, name)) for name in PARSERS])
     file = forms.FileField(help_text="JSON Lines (optionally gzip) or a JSON array.")
     batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_NUMBER, help_text="Empty: the open batch.")
@@ -63,7 +64,7 @@ class ImportForm(forms.Form):
 class ExportForm(forms.Form):
     KINDS = [("trl", "TRL preference pairs"), ("margin", "Margin JSONL (everything)"), ("sft", "SFT demonstrations")]
 
-    projects = ProjectsField(queryset=Project.objects.all())
+    projects = ProjectsField(queryset=Project.objects.exclude(name__startswith=STAGING_PREFIX))
     kind = forms.ChoiceField(choices=KINDS, initial="trl")
     output_format = forms.ChoiceField(
         choices=[(f, f) for f in OUTPUT_FORMATS if f != "datasets"], initial="jsonl", label="As"

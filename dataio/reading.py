@@ -26,7 +26,7 @@ class TooLarge(ValueError):
 def _too_large(limits):
     return TooLarge(
         f"The file is over the import limit of {limits.max_file_bytes} bytes once decompressed "
-        "(MARGIN_IMPORT_MAX_BYTES); nothing was imported."
+        f"({limits.max_file_setting}); nothing was imported."
     )
 
 

@@ -88,6 +88,7 @@ class Limits:
     max_line_bytes: int = 2**20
     max_records: int = 200_000
     max_file_bytes: int = 500 * 2**20
+    max_file_setting: str = "MARGIN_IMPORT_MAX_BYTES"  # named when the limit is hit
 
 
 def _text(value, line, name, limits, allow_empty=False):

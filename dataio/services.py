@@ -1,4 +1,5 @@
-"""Importing preference data: read and check every record first, then store all in one transaction.
+"""Importing preference data: read and check every record first, then store them in short
+transactions into a staging area that becomes visible at once at the end (dataio.staging).
 
 All or nothing by default: one bad record and nothing is written (the report lists every bad
 record with its line and field). With `skip_invalid` the good records are stored and the bad ones
@@ -9,17 +10,17 @@ responses, and a rater's label is stored once per comparison.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
 
-from annotation.models import AuditEvent, Batch, Comparison, Dialogue, Judgment, Turn
-from annotation.services import batch_current, comparison_create
-from dataio.exports import annotator_pseudonym
+from annotation.models import Batch, Comparison, Turn
+from annotation.services import batch_current
 from dataio.formats import PARSERS, ReadOptions
 from dataio.reading import EmptyFile, TooLarge, raw_records
 from dataio.records import MAX_NUMBER, Limits, RecordError, content_key, record_validate, records_merge
+from dataio.staging import records_stage, staging_discard, staging_open, staging_publish
 
 SHOWN_ERRORS = 50  # the report keeps this many error lines; the count is always exact
 
@@ -54,12 +55,14 @@ class ImportReport:
         return bool(self.comparisons_added or self.prompts_added or self.judgments_added)
 
 
-def import_limits() -> Limits:
+def import_limits(max_file_bytes=None) -> Limits:
+    """The configured limits; a web upload passes its own, smaller, limit on the file's content."""
     return Limits(
         max_text_chars=settings.MARGIN_MAX_TEXT_CHARS,
         max_line_bytes=settings.MARGIN_IMPORT_MAX_LINE_BYTES,
         max_records=settings.MARGIN_IMPORT_MAX_RECORDS,
-        max_file_bytes=settings.MARGIN_IMPORT_MAX_BYTES,
+        max_file_bytes=max_file_bytes or settings.MARGIN_IMPORT_MAX_BYTES,
+        max_file_setting="MARGIN_UPLOAD_MAX_BYTES" if max_file_bytes else "MARGIN_IMPORT_MAX_BYTES",
     )
 
 
@@ -71,7 +74,7 @@ def records_read(*, stream, fmt, options: ReadOptions, limits: Limits, report: I
     if size is not None and size > limits.max_file_bytes:
         raise ImportRejected(
             f"The file is {size} bytes; the import limit is {limits.max_file_bytes} bytes "
-            "(MARGIN_IMPORT_MAX_BYTES)."
+            f"({limits.max_file_setting})."
         )
     parse, records = PARSERS[fmt], []
     try:
@@ -127,17 +130,29 @@ def data_import(
     dry_run=False,
     actor=None,
     on_progress=None,
+    max_file_bytes=None,
+    staging_key=None,
+    first=None,
+    keep_labels=True,
 ):
     """Import a preference-data file into `project`. Returns an ImportReport.
 
     `batch_number`: an existing batch (open or closed) of the project; default the open one.
     `queue_judged`: also serve already-judged imported pairs to our annotators (for overlap with
     the imported raters); by default a judged pair counts as complete.
-    `dry_run`: do everything, report what would be added, and roll it all back.
+    `dry_run`: do everything, report what would be added, and store nothing.
+    `max_file_bytes`: the limit on the content, decompressed (default MARGIN_IMPORT_MAX_BYTES).
+    `staging_key` names the staging area (dataio.staging); a job passes its own, so that a re-run
+    replaces what a dead worker left.
+    `first`: store only the first records (after rows of one pair are merged); `keep_labels=False`
+    stores the pairs without the file's labels, for our annotators to judge (the demo does both).
+    Rows are written in short transactions that annotators never wait long behind, and become
+    visible together at the end; on any failure (or a cancel raised by `on_progress`) none do.
     """
     report = ImportReport(format=fmt)
     options = ReadOptions(objective=project.objective, mapping=mapping or {}, source=source_name)
-    records = records_read(stream=stream, fmt=fmt, options=options, limits=import_limits(), report=report)
+    limits = import_limits(max_file_bytes)
+    records = records_read(stream=stream, fmt=fmt, options=options, limits=limits, report=report)
     if report.invalid and not skip_invalid:
         raise ImportRejected(
             f"{report.invalid} invalid record(s); nothing was imported "
@@ -147,21 +162,23 @@ def data_import(
         raise ImportRejected("No valid records in the file; nothing was imported.", report)
     merged = records_merge(records)
     report.merged_in_file, records = len(records) - len(merged), merged
-    with transaction.atomic():
-        batch = _batch_for(project, batch_number)
-        report.batch = batch.number
-        known = _known_keys(project)
-        for step, record in enumerate(records, start=1):
-            _record_store(record, project=project, batch=batch, known=known, report=report,
-                          queue_judged=queue_judged, adversarial=adversarial)
-            if on_progress:
-                on_progress(step, len(records))
-        AuditEvent.objects.create(
-            actor=actor, verb="data_import", object_type="Project", object_id=project.pk,
-            data={k: v for k, v in report.to_dict().items() if k != "errors"},
+    records = records[:first] if first is not None else records
+    if not keep_labels:
+        for record in records:
+            record.labels = []
+    batch = _batch_for(project, batch_number)
+    report.batch = batch.number
+    staging_key = staging_key or uuid.uuid4().hex[:12]
+    staging = staging_open(project=project, staging_key=staging_key)
+    try:
+        pending = records_stage(
+            records=records, staging=staging, known=_known_keys(project), report=report,
+            queue_judged=queue_judged, adversarial=adversarial, on_progress=on_progress,
         )
-        if dry_run:
-            transaction.set_rollback(True)
+        staging_publish(staging=staging, project=project, batch=batch, pending=pending,
+                        report=report, actor=actor, dry_run=dry_run)
+    finally:
+        staging_discard(staging_key=staging_key)  # nothing left once published; everything otherwise
     return report
 
 
@@ -192,73 +209,3 @@ def _known_keys(project):
     for context in messages.values():
         known.setdefault(content_key(context), None)
     return known
-
-
-def _record_store(record, *, project, batch, known, report, queue_judged, adversarial):
-    key, swapped = record.key(), record.key(swapped=True)
-    labels = record.labels
-    if key not in known and swapped in known and not record.is_prompt:
-        key, labels = swapped, [label.swapped() for label in record.labels]
-    if key in known:
-        added = 0 if record.is_prompt else _labels_add(known[key], labels, new=False)
-        report.judgments_added += added
-        report.already_present += not added
-        return
-    dialogue = Dialogue.objects.create(
-        project=project, source=record.source[:200], source_key=key,
-        is_adversarial=adversarial or record.adversarial,
-    )
-    Turn.objects.bulk_create(
-        Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
-        for i, m in enumerate(record.context)
-    )
-    if record.is_prompt:
-        known[key] = None
-        report.prompts_added += 1
-        return
-    fallback_model = record.source.partition(":")[0]
-    comparison = comparison_create(
-        batch=batch,
-        dialogue=dialogue,
-        context_length=len(record.context),
-        responses=[
-            {"text": r["text"], "model_name": r["model_name"] or fallback_model}
-            for r in record.responses
-        ],
-        judgments_wanted=len(labels) if labels and not queue_judged else None,
-    )
-    origin = record.origin if record.origin is not None else f"{record.source}:{record.line}"
-    comparison.source = origin[:200]
-    comparison.metadata = record.metadata
-    comparison.save(update_fields=["source", "metadata"])
-    known[key] = comparison.pk
-    report.comparisons_added += 1
-    report.judgments_added += _labels_add(comparison, labels, new=True)
-
-
-def _labels_add(comparison, labels, *, new):
-    """Store the labels whose rater has none on this comparison yet; returns how many."""
-    if not isinstance(comparison, Comparison):
-        comparison = Comparison.objects.get(pk=comparison)
-    present = {
-        annotator_pseudonym(user_id) if user_id else external
-        for user_id, external in comparison.judgments.values_list("annotator_id", "external_annotator")
-    }
-    fresh = [
-        label for label in labels
-        if label.rater not in present and (new or not label.aggregate)
-    ]
-    Judgment.objects.bulk_create(
-        Judgment(
-            comparison=comparison,
-            external_annotator=label.rater,
-            choice=label.choice,
-            strength=label.strength,
-            response_a_safe=label.a_safe,
-            response_b_safe=label.b_safe,
-            rationale=label.rationale.strip(),
-            metadata=label.metadata,
-        )
-        for label in fresh
-    )
-    return len(fresh)

@@ -42,8 +42,12 @@ def rows_write(rows, destination, output_format="jsonl", on_progress=None):
     return len(rows)
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"),
+# also behind white space (a non-breaking or ideographic space too) and in their full-width forms,
+# which spreadsheets with East Asian input read as the ASCII ones.
+FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# Characters that show nothing: a formula behind them still runs. str.isspace() covers the rest.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 
 
 def csv_cell(value):
@@ -56,9 +60,18 @@ def csv_cell(value):
         value = value[0]["content"]
     if isinstance(value, (list, dict)):
         value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and _runs_as_formula(value):
         return "'" + value
     return value
+
+
+def _runs_as_formula(text):
+    if text.startswith(("\t", "\r")):
+        return True
+    start = 0
+    while start < len(text) and (text[start].isspace() or text[start] in INVISIBLE):
+        start += 1
+    return text.startswith(FORMULA_STARTS, start)
 
 
 def _jsonl_write(rows, destination, on_progress):

@@ -17,6 +17,7 @@ app.conf.task_routes = {
     "rlhf.tasks.generate_pair_task": {"queue": "generate"},
     "rlhf.tasks.*": {"queue": "gpu"},
     "rewardmodel.tasks.*": {"queue": "gpu"},
+    "dataio.tasks.*": {"queue": "default"},
 }
 # The reconciler: re-sends jobs whose worker died (stale lease) or whose message was lost.
 app.conf.beat_schedule = {

@@ -3,6 +3,9 @@ or RecordError naming the line and the field. Pure Python (no Django); docs/data
 format's fields.
 """
 
+from pathlib import Path
+
+from core.jsonio import RecordError
 from dataio.formats.argilla import parse_argilla
 from dataio.formats.autoj import parse_autoj
 from dataio.formats.fields import ReadOptions
@@ -14,8 +17,10 @@ from dataio.formats.pandalm import parse_pandalm
 from dataio.formats.pku import parse_pku
 from dataio.formats.tulu import parse_tulu
 from dataio.formats.trl import parse_trl
+from dataio.reading import raw_records
+from dataio.records import Limits, record_validate
 
-__all__ = ["PARSERS", "ReadOptions", "mapping_parse", *(f"parse_{name}" for name in (
+__all__ = ["PARSERS", "ReadOptions", "file_records", "mapping_parse", *(f"parse_{name}" for name in (
     "argilla", "autoj", "generic", "hh", "labelstudio", "margin", "pandalm", "pku", "tulu", "trl"))]
 
 PARSERS = {
@@ -41,3 +46,17 @@ def mapping_parse(text: str) -> dict:
             raise ValueError(f"mapping entry {part!r} is not NAME=FIELD")
         mapping[name.strip()] = value.strip()
     return mapping
+
+
+def file_records(path, fmt, options=None, limits=None):
+    """The valid records of a data file, in order, with no database: benchmarks and scripts read
+    data sets this way (the importer, dataio.services, reports the invalid ones instead)."""
+    options, limits = options or ReadOptions(source=Path(path).name), limits or Limits()
+    with open(path, "rb") as stream:
+        for line, raw in raw_records(stream, limits):
+            try:
+                record = None if isinstance(raw, RecordError) else PARSERS[fmt](raw, line, options)
+                if record is not None:
+                    yield record_validate(record, limits)
+            except RecordError:
+                continue

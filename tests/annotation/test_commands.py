@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation.models import Comparison, Dialogue, Project
+from annotation.models import Comparison, Dialogue, Judgment, Project
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +24,9 @@ def test_seed_demo_creates_accounts_and_real_pairs_once(capsys):
     dialogue = Dialogue.objects.filter(project=safety).first()
     assert dialogue.is_adversarial and dialogue.turns.last().role == "user"
     assert Comparison.objects.filter(batch__project__name="Demo · Helpfulness").count() == 3
+    # Seeded through dataio's importer, without the files' labels: the demo's annotators judge them.
+    assert not Judgment.objects.exists()
+    assert Comparison.objects.filter(source__startswith="tulu1-human-eval:annotations.jsonl:").count() == 3
 
 
 def test_seed_demo_refuses_negative_counts_and_missing_data(settings, tmp_path):

@@ -123,7 +123,7 @@ def test_demonstration_on_another_annotators_dialogue_is_refused():
 
 
 def test_demo_generated_pairs_go_to_the_shared_queue(tiny_policy):
-    from annotation.demo import generation_enqueue
+    from margin.demo import generation_enqueue
 
     batch = BatchFactory()
     [job] = generation_enqueue(project=batch.project, prompts=["Explain tides."])

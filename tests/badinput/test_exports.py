@@ -107,3 +107,26 @@ def test_the_download_page_serves_neutralised_csv(client, hostile):
     assert response["Content-Disposition"].startswith('attachment; filename="margin-trl.csv"')
     rows = read_csv(b"".join(response.streaming_content).decode("utf-8"))
     assert rows[0]["prompt"] == "'" + FORMULAS[0] and len(rows) == len(FORMULAS) + len(PLAIN)
+
+
+# Formulas a spreadsheet still runs: behind white space, a non-breaking or ideographic space, a
+# zero-width space, or written with the full-width ＝ ＋ － ＠.
+DISGUISED = [" =1+1", "\u00a0=HYPERLINK(\"http://evil.example\",\"x\")", "\u3000@SUM(A1)", "\u200b=1+1",
+             "＝1+1", "＋1", "－2", "＠SUM(A1)", " \u00a0＝1"]
+
+
+def test_csv_neutralises_formulas_behind_white_space_or_in_full_width(db, tmp_path):
+    project = ProjectFactory(name="Hostile")
+    batch_open(project=project)
+    rows = [{"messages": [{"role": "user", "content": f"Prompt {i}"}],
+             "responses": [{"text": f"fine {i}"}, {"text": text}],  # responses are kept verbatim
+             "judgments": [{"annotator": "r1", "choice": "a", "strength": "better"}]}
+            for i, text in enumerate(DISGUISED)]
+    rows.append({"messages": [{"role": "user", "content": "＝HYPERLINK(\"http://evil.example\")"}],
+                 "responses": [{"text": "a"}, {"text": "b"}], "judgments": [{"annotator": "r1", "choice": "a"}]})
+    content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    data_import(project=project, stream=io.BytesIO(content), fmt="margin", source_name="disguised.jsonl")
+    exported = read_csv(export(tmp_path, "trl", "csv").read_bytes().decode("utf-8"))
+    assert [row["rejected"] for row in exported[:-1]] == ["'" + text for text in DISGUISED]
+    assert exported[-1]["prompt"] == "'＝HYPERLINK(\"http://evil.example\")"
+    assert [row["chosen"] for row in exported] == [f"fine {i}" for i in range(len(DISGUISED))] + ["a"]

@@ -3,7 +3,9 @@ error names the file, the line and the field, the page is a 422 and nothing is s
 record-level matrix of tests/dataio/test_bad_files.py (not JSON, wrong types, unknown labels,
 NUL in messages, oversized text...) is not repeated; these are the cases it does not reach."""
 
+import gzip
 import json
+import tracemalloc
 
 import pytest
 from django.conf import settings
@@ -13,6 +15,9 @@ from django.urls import reverse
 
 from annotation.models import Comparison, Dialogue, Judgment
 from annotation.services import batch_open
+from dataio.import_jobs import import_job_run
+from dataio.services import ImportRejected
+from margin.models import Job
 from tests.badinput.conftest import SCRIPT, assert_unchanged, db_snapshot
 from tests.factories import ProjectFactory
 
@@ -138,6 +143,34 @@ def test_invalid_utf8_in_a_json_array_names_its_line(project, tmp_path):
 def test_a_utf8_byte_order_mark_is_not_an_error(staff_client, project):
     response = upload(staff_client, project, b"\xef\xbb\xbf" + lines(PAIR))
     assert response.status_code == 200 and Comparison.objects.count() == 1
+
+
+def test_a_gzip_upload_is_held_to_the_upload_limit_once_decompressed(staff_client, project, tmp_path, settings):
+    """A 530 KB gzip of a 520 MB JSON array raised the server's memory by 520 MB: the upload limit
+    holds for the decompressed content too, and reading stops there."""
+    settings.MARGIN_UPLOAD_MAX_BYTES = 2**20
+    path = tmp_path / "bomb.json.gz"
+    record = json.dumps({"instruction": "x" * 200, "response1": "a", "response2": "b"}).encode() + b",\n"
+    with gzip.open(path, "wb") as out:  # 48 MB of JSON, written a block at a time
+        out.write(b"[")
+        for _ in range(200):
+            out.write(record * 1000)
+        out.write(b"{}]")
+    assert path.stat().st_size < settings.MARGIN_UPLOAD_MAX_BYTES / 4
+    response = upload(staff_client, project, path.read_bytes(), name="bomb.json.gz", format="pandalm")
+    job = Job.objects.get(kind=Job.Kind.IMPORT_DATA)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImportRejected):
+            import_job_run(job_id=job.pk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"reading the upload took {peak / 2**20:.0f} MiB"
+    page = staff_client.get(response["Location"]).content.decode()
+    assert ("bomb.json.gz: The file is over the import limit of 1048576 bytes once decompressed "
+            "(MARGIN_UPLOAD_MAX_BYTES); nothing was imported.") in page
+    assert not Dialogue.objects.exists()
 
 
 def test_a_path_like_file_name_is_kept_to_its_last_part(staff_client, project):

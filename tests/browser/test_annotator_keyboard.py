@@ -8,7 +8,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from annotation import services
-from annotation.demo import (
+from margin.demo import (
     DEMO_ACCOUNTS,
     HELPFULNESS_GUIDELINES,
     SAFETY_GUIDELINES,

@@ -36,17 +36,6 @@ def test_only_staff_reach_the_import_and_export_pages(client, helpful):
     assert not helpful.dialogues.exists()
 
 
-def test_staff_upload_the_real_hh_file_and_see_the_report(staff_client, safety, shared_data, settings):
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1000  # Django spools it to a temporary file, as big uploads are
-    content = (shared_data / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz").read_bytes()
-    response = _upload(staff_client, safety, "harmless-base.dev.jsonl.gz", content, format="hh", skip_invalid="on")
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "1530 comparisons, 1530 judgments, 0 prompts added" in page
-    assert "line 831, field “chosen”" in page
-    assert Comparison.objects.filter(batch__project=safety).count() == 1530
-
-
 def test_a_refused_upload_lists_errors_escaped_and_stores_nothing(staff_client, helpful):
     bad = json.dumps({"messages": [{"role": "<script>alert(1)</script>", "content": "x"}]})
     response = _upload(staff_client, helpful, "bad.jsonl", (bad + "\n").encode())

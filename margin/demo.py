@@ -1,12 +1,17 @@
-"""The demo: two accounts, a helpfulness and a safety project with real prompts and pairs."""
+"""The demo: two accounts, a helpfulness and a safety project with real prompts and pairs.
+
+It lives in the project package, which may import every app: the pairs come in through dataio's
+importer (its Tulu and HH readers), as any file a team imports would.
+"""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from annotation import importers, services
+from annotation import services
 from annotation.models import Batch, Dialogue, Objective, Project, Turn
+from dataio.services import data_import
 from margin.jobs import job_create
 from margin.models import Job
 
@@ -48,28 +53,24 @@ def _project(name, objective, guidelines):
 
 
 def projects_seed(*, pairs_per_project=20, data_dir=None):
-    """Import real pairs from shared/data into a demo project per objective (idempotent)."""
+    """Import real pairs from shared/data into a demo project per objective (idempotent).
+
+    The pairs come without the files' labels: the demo's annotators judge them."""
     data_dir = data_dir or settings.MARGIN_SHARED_DATA
     helpful, helpful_batch = _project("Demo · Helpfulness", Objective.HELPFULNESS, HELPFULNESS_GUIDELINES)
     safety, safety_batch = _project("Demo · Safety", Objective.SAFETY, SAFETY_GUIDELINES)
-    added = {
-        helpful.name: services.pairs_import(
-            project=helpful,
-            batch=helpful_batch,
-            records=importers.read_tulu_pairs(
-                data_dir / "tulu1-human-eval" / "annotations.jsonl", limit=pairs_per_project
-            ),
-        ),
-        safety.name: services.pairs_import(
-            project=safety,
-            batch=safety_batch,
-            records=importers.read_hh_pairs(
-                data_dir / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz",
-                limit=pairs_per_project,
-            ),
-            is_adversarial=True,
-        ),
-    }
+    added = {}
+    for project, batch, path, fmt, adversarial in (
+        (helpful, helpful_batch, data_dir / "tulu1-human-eval" / "annotations.jsonl", "tulu", False),
+        (safety, safety_batch, data_dir / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz", "hh", True),
+    ):
+        with open(path, "rb") as stream:
+            report = data_import(
+                project=project, stream=stream, fmt=fmt, batch_number=batch.number,
+                source_name=path.name, skip_invalid=True, adversarial=adversarial,
+                first=pairs_per_project, keep_labels=False,
+            )
+        added[project.name] = report.comparisons_added
     return helpful, safety, added
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation import demo
-from annotation.importers import ImportFormatError
+from dataio.services import ImportRejected
+from margin import demo
 
 DEMO_PROMPTS = [
     "Give me three tips for writing a clear bug report.",
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         accounts = demo.accounts_create()
         try:
             helpful, _, added = demo.projects_seed(pairs_per_project=pairs)
-        except (FileNotFoundError, ImportFormatError) as problem:
+        except (OSError, ImportRejected) as problem:
             raise CommandError(f"Could not read the demo data: {problem}") from problem
         for name, count in added.items():
             self.stdout.write(f"{name}: {count} new comparisons")

@@ -1,0 +1,137 @@
+"""Storing an import without holding the database: rows are written in short chunks into a staging
+area that annotators and every query of the project cannot see, then one short transaction makes
+them visible (issue 15 item 5: one 27 s transaction locked annotators out of SQLite).
+
+The staging area is an inactive project with a closed batch: annotator queues serve open batches of
+active projects only, demonstrations come from active projects only, and exports, training data and
+dashboards read the chosen project. Publishing moves the staged dialogues and comparisons into the
+target project and batch (two UPDATEs) and stores the new labels of pairs it already had; a failure,
+a cancel or a dry run deletes the staging area instead, in chunks too.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection, transaction
+
+from annotation.models import Batch, Comparison, Dialogue, Project, Turn
+from annotation.services import audit_record, comparison_create, judgments_import
+from dataio.exports import annotator_pseudonym
+
+# Records written per transaction: ~0.1-0.2 s of write lock each on SQLite (bench/dataio.py).
+CHUNK_RECORDS = 100
+# SQLite queues no one: a writer waiting for the lock retries every 100 ms at most, so an import
+# that began its next chunk at once could keep an annotator waiting chunk after chunk. It pauses
+# longer than that between chunks (PostgreSQL locks rows, not the database: no pause there).
+SQLITE_PAUSE_SECONDS = 0.12
+STAGING_PREFIX = "Import in progress · "
+
+
+def staging_open(*, project, staging_key):
+    """A fresh staging area named `staging_key` (a leftover of the same name is removed first: a
+    job re-run after its worker died starts again from the file)."""
+    staging_discard(staging_key=staging_key)
+    staging = Project.objects.create(
+        name=f"{STAGING_PREFIX}{staging_key}"[:200], objective=project.objective, is_active=False,
+        guidelines=f"Rows of an import into “{project}”, shown there once the import has finished.",
+    )
+    Batch.objects.create(project=staging, number=1, is_open=False)
+    return staging
+
+
+def staging_discard(*, staging_key):
+    """Delete the staging area of `staging_key` and everything in it, a chunk per transaction."""
+    staging = Project.objects.filter(name=f"{STAGING_PREFIX}{staging_key}"[:200], is_active=False).first()
+    if staging is None:
+        return
+    ids = list(Dialogue.objects.filter(project=staging).values_list("pk", flat=True))
+    for start in range(0, len(ids), CHUNK_RECORDS):
+        chunk = ids[start:start + CHUNK_RECORDS]
+        with transaction.atomic():
+            # Comparisons first: they protect their batch and their responses from deletion.
+            Comparison.objects.filter(dialogue_id__in=chunk).delete()
+            Dialogue.objects.filter(pk__in=chunk).delete()
+    staging.delete()
+
+
+def records_stage(*, records, staging, known, report, queue_judged, adversarial, on_progress=None):
+    """Write the new prompts and pairs of `records` into `staging`, CHUNK_RECORDS per transaction.
+
+    Labels for pairs the project already holds cannot be staged (they go on visible rows): they
+    come back as [(comparison id, labels)] for `staging_publish`.
+    """
+    batch = staging.batches.get()
+    pending = []
+    for start in range(0, len(records), CHUNK_RECORDS):
+        with transaction.atomic():
+            for record in records[start:start + CHUNK_RECORDS]:
+                _record_stage(record, staging=staging, batch=batch, known=known, report=report,
+                              pending=pending, queue_judged=queue_judged, adversarial=adversarial)
+        if on_progress:  # between transactions: a cancel raised here leaves no transaction open
+            on_progress(min(start + CHUNK_RECORDS, len(records)), len(records))
+        if connection.vendor == "sqlite":
+            time.sleep(SQLITE_PAUSE_SECONDS)
+    return pending
+
+
+def _record_stage(record, *, staging, batch, known, report, pending, queue_judged, adversarial):
+    key, swapped = record.key(), record.key(swapped=True)
+    labels = record.labels
+    if key not in known and swapped in known and not record.is_prompt:
+        key, labels = swapped, [label.swapped() for label in record.labels]
+    if key in known:
+        if record.is_prompt or not labels:
+            report.already_present += 1
+        else:
+            pending.append((known[key], labels))
+        return
+    dialogue = Dialogue.objects.create(
+        project=staging, source=record.source[:200], source_key=key,
+        is_adversarial=adversarial or record.adversarial,
+    )
+    Turn.objects.bulk_create(
+        Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
+        for i, m in enumerate(record.context)
+    )
+    if record.is_prompt:
+        known[key] = None
+        report.prompts_added += 1
+        return
+    fallback_model = record.source.partition(":")[0]
+    comparison = comparison_create(
+        batch=batch,
+        dialogue=dialogue,
+        context_length=len(record.context),
+        responses=[
+            {"text": r["text"], "model_name": r["model_name"] or fallback_model}
+            for r in record.responses
+        ],
+        judgments_wanted=len(labels) if labels and not queue_judged else None,
+        source=record.origin if record.origin is not None else f"{record.source}:{record.line}",
+        metadata=record.metadata,
+    )
+    known[key] = comparison.pk
+    report.comparisons_added += 1
+    report.judgments_added += judgments_import(comparison=comparison, labels=labels)
+
+
+def staging_publish(*, staging, project, batch, pending, report, actor=None, dry_run=False):
+    """One short transaction: the staged rows join `project` and `batch`, the pending labels are
+    stored on the pairs they belong to, and the audit row is written. A dry run counts and rolls
+    all of that back (the caller then discards the staging area)."""
+    with transaction.atomic():
+        Dialogue.objects.filter(project=staging).update(project=project)
+        Comparison.objects.filter(batch__project=staging).update(batch=batch)
+        comparisons = Comparison.objects.in_bulk([pk for pk, _ in pending])
+        for pk, labels in pending:
+            added = judgments_import(comparison=comparisons[pk], labels=labels,
+                                     pseudonym_of=annotator_pseudonym, aggregates=False)
+            report.judgments_added += added
+            report.already_present += not added
+        audit_record(actor=actor, verb="data_import", obj=project,
+                     **{k: v for k, v in report.to_dict().items() if k != "errors"})
+        if dry_run:
+            transaction.set_rollback(True)
+        else:
+            staging.delete()
