@@ -15,6 +15,12 @@ if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
         "Set SECRET_KEY in the environment for production (a long random value, not the "
         "development default)."
     )
+# Refused at start-up, not only by `check --deploy` (security.W009 applies the same rule).
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is too weak ({len(SECRET_KEY)} characters): use at least 50 random "
+        "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
 
 DEBUG = False
 # Static files served by the app server itself (whitenoise), right after SecurityMiddleware.

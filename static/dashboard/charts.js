@@ -1,5 +1,5 @@
 // Draws every <canvas data-chart="ID"> from the JSON spec Django wrote into <script id="ID">
-// (see margin/dashboard/models_data.py: {type, labels, datasets: [{label, data}], x, y}).
+// (see dashboard/models_data.py: {type, labels, datasets: [{label, data}], x, y}).
 (function () {
   const palette = ["#2457c5", "#c5452f", "#1e7a3c", "#8a4fc2", "#c28a1e", "#1e8a8a", "#5b6670"];
   function draw(canvas) {

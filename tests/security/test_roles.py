@@ -91,3 +91,16 @@ def test_project_pages_still_reach_a_project_manager(client):
     client.force_login(StaffFactory(username="pm", roles=["project_manager"]))
     assert client.post(reverse("dashboard:batch_open", args=[project.pk])).status_code == 302
     assert project.batches.count() == 1
+
+
+def test_a_viewer_is_not_offered_the_actions_of_other_roles(client):
+    project = ProjectFactory()
+    client.force_login(StaffFactory(username="vic", roles=["viewer"]))
+    page = client.get(reverse("dashboard:project", args=[project.pk])).content.decode()
+    assert "Open a new batch" not in page and reverse("dashboard:project_create") not in page
+    assert reverse("dataio:import") not in page
+    jobs = client.get(reverse("dashboard:jobs")).content.decode()
+    assert reverse("dashboard:job_launch", args=["ppo"]) not in jobs
+    client.force_login(StaffFactory(username="max"))  # every role
+    page = client.get(reverse("dashboard:project", args=[project.pk])).content.decode()
+    assert "Open a new batch" in page and reverse("dataio:import") in page

@@ -61,6 +61,19 @@ def test_production_refuses_the_development_or_an_empty_key(tmp_path, key):
     assert isinstance(error, str) and "ImproperlyConfigured" in error and "SECRET_KEY" in error
 
 
+@pytest.mark.parametrize("key, why", [
+    ("x" * 49, "49 characters"),
+    ("ab" * 30, "two distinct characters"),
+    ("django-insecure-" + "q7" * 30, "Django's placeholder prefix"),
+])
+def test_production_refuses_a_weak_key_at_start_up(tmp_path, key, why):
+    """Not only `check --deploy` (security.W009): the settings module itself stops start-up."""
+    error = production_settings(tmp_path, SECRET_KEY=key)
+    assert isinstance(error, str), f"started with a key of {why}"
+    assert "ImproperlyConfigured" in error and "SECRET_KEY is too weak" in error
+    assert key not in error  # the message does not print the secret
+
+
 def _literals(node):
     return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
