@@ -68,10 +68,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "margin.middleware.SessionIdleTimeoutMiddleware",  # after auth: renews signed-in sessions
-    "margin.middleware.SessionIdleTimeoutMiddleware",  # after auth: renews signed-in sessions
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "margin.middleware.HtmxSessionExpiredMiddleware",  # after HtmxMiddleware: reads request.htmx
@@ -141,28 +139,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:home"
 LOGOUT_REDIRECT_URL = "login"
-
-# A session unused for this long ends (sliding: margin.middleware renews it while in use). An
-# htmx submit after that gets a 401 and keeps the annotator's answer on the page.
-MARGIN_SESSION_IDLE_MINUTES = env_number("MARGIN_SESSION_IDLE_MINUTES", 60)
-SESSION_COOKIE_AGE = MARGIN_SESSION_IDLE_MINUTES * 60
-
-# --- Content-Security-Policy (django-csp) ------------------------------------------------------
-# Only our own files run: no inline script, style or handler (templates keep data in
-# json_script blocks and data- attributes; htmx's inline indicator style is off in base.html).
-CONTENT_SECURITY_POLICY = {
-    "DIRECTIVES": {
-        "default-src": ["'self'"],
-        "script-src": ["'self'"],
-        "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],
-        "connect-src": ["'self'"],
-        "object-src": ["'none'"],
-        "base-uri": ["'self'"],
-        "form-action": ["'self'"],
-        "frame-ancestors": ["'none'"],
-    },
-}
 
 # A session unused for this long ends (sliding: margin.middleware renews it while in use). An
 # htmx submit after that gets a 401 and keeps the annotator's answer on the page.
