@@ -117,6 +117,8 @@ per role of margin/roles.py, named after it, and no_role, staff with no role. On
         params={"project_id": project.pk, "name": evil("job-param")},
         log=evil("job-log"), error=evil("job-error"),
     )
+    import_job = Job.objects.create(kind=Job.Kind.IMPORT_DATA, state=Job.State.FAILED, created_by=staff,
+                                    error=evil("import-error"), log=evil("import-log"))
     reward_model = RewardModel.objects.create(
         name=evil("rm"), objective="helpfulness", project=project, base_model=evil("base"),
         metrics={"heldout": {"accuracy": 0.6}},
@@ -135,7 +137,8 @@ per role of margin/roles.py, named after it, and no_role, staff with no role. On
         "staff": staff, "owner": owner, "intruder": intruder, "sleeper": sleeper,
         "project": project, "batch": batch, "comparisons": comparisons,
         "judgment": judgment, "skipped": skipped, "assignment": assignment,
-        "pair_job": pair_job, "job": job, "reward_model": reward_model, "policy": policy,
+        "pair_job": pair_job, "job": job, "import_job": import_job, "reward_model": reward_model,
+        "policy": policy,
         **role_users,
     }
 

@@ -217,6 +217,8 @@ def matrix(world):
         # --- data import and export: staff with the permission
         "data/import/": [staff_only("get", reverse("dataio:import"), needs=IMPORT_DATA),
                          staff_only("post", reverse("dataio:import"), ok=422, needs=IMPORT_DATA)],
+        "data/import/<int:job_id>/": [staff_only("get", reverse("dataio:import_job", args=[world["import_job"].pk]),
+                                                 needs=IMPORT_DATA)],
         "data/export/": [staff_only("get", reverse("dataio:export"), needs=EXPORT_DATA)],
     }
     rows.update(admin_rows(world))
