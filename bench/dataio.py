@@ -34,6 +34,7 @@ from annotation.models import Project  # noqa: E402
 from annotation.services import batch_open  # noqa: E402
 from dataio.exports import ExportFilters, export_rows  # noqa: E402
 from dataio.services import data_import  # noqa: E402
+from dataio.staging import SQLITE_PAUSE_SECONDS  # noqa: E402
 from dataio.writers import rows_write  # noqa: E402
 
 DATA = settings.MARGIN_SHARED_DATA
@@ -59,17 +60,26 @@ def main():
         project = Project.objects.create(name=fmt, objective=objective, guidelines="bench")
         batch_open(project=project)
 
+        ticks = []  # when each chunk's transaction had committed (the import pauses after each)
+
         def run():
+            ticks.clear()
             with open(DATA / name, "rb") as stream:
-                return data_import(project=project, stream=stream, fmt=fmt, skip_invalid=True, source_name=name)
+                return data_import(project=project, stream=stream, fmt=fmt, skip_invalid=True, source_name=name,
+                                   on_progress=lambda step, total: ticks.append(time.perf_counter()))
 
         first, seconds = timed(run)
+        ended = time.perf_counter()
+        # The write lock is held a chunk at a time, then once to publish: the longest waits an annotator can see.
+        chunks = [b - a - SQLITE_PAUSE_SECONDS for a, b in zip(ticks, ticks[1:])]
+        longest_chunk, publish = max(chunks, default=0.0), ended - ticks[-1] - SQLITE_PAUSE_SECONDS
         again, seconds_again = timed(run)
         assert not again.added_anything, "re-import added data"
         rows.append({
             "file": name, "format": fmt, "records": first.records, "comparisons": first.comparisons_added,
             "judgments": first.judgments_added, "invalid": first.invalid,
             "import_s": round(seconds, 2), "records_per_s": round(first.records / seconds),
+            "longest_chunk_s": round(longest_chunk, 3), "publish_s": round(publish, 3),
             "reimport_s": round(seconds_again, 2),
         })
     projects = list(Project.objects.all())
@@ -85,10 +95,12 @@ def main():
         exports.append({"kind": kind, "as": output_format, "rows": written, "seconds": round(seconds, 2),
                         "rows_per_s": round(written / seconds), "bytes": destination.stat().st_size})
 
-    print(f"{'file':48} {'records':>7} {'pairs':>6} {'labels':>6} {'bad':>4} {'import s':>8} {'rec/s':>6} {'again s':>7}")
+    print(f"{'file':48} {'records':>7} {'pairs':>6} {'labels':>6} {'bad':>4} {'import s':>8} {'rec/s':>6} "
+          f"{'chunk s':>7} {'publish s':>9} {'again s':>7}")
     for r in rows:
         print(f"{r['file']:48} {r['records']:>7} {r['comparisons']:>6} {r['judgments']:>6} {r['invalid']:>4} "
-              f"{r['import_s']:>8} {r['records_per_s']:>6} {r['reimport_s']:>7}")
+              f"{r['import_s']:>8} {r['records_per_s']:>6} {r['longest_chunk_s']:>7} {r['publish_s']:>9} "
+              f"{r['reimport_s']:>7}")
     print()
     print(f"{'export':18} {'rows':>6} {'seconds':>8} {'rows/s':>7} {'MB':>6}")
     for e in exports:

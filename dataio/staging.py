@@ -19,8 +19,9 @@ from annotation.models import Batch, Comparison, Dialogue, Project, Turn
 from annotation.services import audit_record, comparison_create, judgments_import
 from dataio.exports import annotator_pseudonym
 
-# Records written per transaction: ~0.1-0.2 s of write lock each on SQLite (bench/dataio.py).
-CHUNK_RECORDS = 100
+# Records written per transaction: 0.2-0.4 s of write lock each on SQLite on two busy cores
+# (bench/dataio.py), the longest an annotator waits behind an import.
+CHUNK_RECORDS = 50
 # SQLite queues no one: a writer waiting for the lock retries every 100 ms at most, so an import
 # that began its next chunk at once could keep an annotator waiting chunk after chunk. It pauses
 # longer than that between chunks (PostgreSQL locks rows, not the database: no pause there).

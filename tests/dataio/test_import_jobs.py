@@ -17,7 +17,7 @@ from annotation.models import Comparison, Dialogue, Judgment, Project
 from annotation.selectors import comparisons_available_for, dialogue_for_demonstration
 from annotation.services import batch_open
 from dataio.import_jobs import import_job_run
-from dataio.staging import STAGING_PREFIX
+from dataio.staging import CHUNK_RECORDS, STAGING_PREFIX
 from margin.jobs import JobCancelled, job_progress
 from margin.models import Job
 from tests.dataio.conftest import import_file, write_jsonl
@@ -116,7 +116,7 @@ def test_an_import_stopped_half_way_leaves_nothing_and_annotators_never_saw_it(h
     with pytest.raises(type(failure)):
         import_file(helpful, path, "margin", on_progress=on_progress)
     [(step, staged, queued, prompt)] = seen
-    assert step == 100 and staged == 100  # a chunk was stored (committed) before it stopped
+    assert step == staged == CHUNK_RECORDS  # a chunk was stored (committed) before it stopped
     assert queued == 0 and prompt is None  # ... and nobody could see it
     assert not Dialogue.objects.exists() and not Comparison.objects.exists()
     assert list(Project.objects.values_list("name", flat=True)) == ["Helpful"]
