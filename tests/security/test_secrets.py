@@ -50,9 +50,13 @@ def test_production_reads_the_secret_key_and_credentials_from_the_environment(tm
 
 
 def test_without_credentials_in_the_environment_none_are_made_up(tmp_path):
+    """No database password; the embedded Redis's password is the one generated into var/ at
+    first start (margin.settings.embedded_redis_password), not a literal of the settings."""
     values = production_settings(tmp_path, SECRET_KEY=STRONG_KEY)
     assert values["DB_PASSWORD"] == ""
-    assert "@" not in values["BROKER"]
+    generated = (tmp_path / "redis" / "password").read_text().strip()
+    assert len(generated) >= 32
+    assert values["BROKER"] == f"redis://:{generated}@127.0.0.1:6379/0"
 
 
 @pytest.mark.parametrize("key", ["dev-only-insecure-key-do-not-use-in-production", ""])
