@@ -77,7 +77,7 @@ def rejection_sample_work(job, on_progress):
     )
     data = {**_training_data(config, parent, prompts), "kept_samples": len(result.winners),
             "pooled_from": result.pooled_from, "samples_file": str(result.checkpoint / SAMPLES_NAME)}
-    metrics = {"reward_vs_k": result.reward_vs_k, "sft_loss": result.sft["loss"]}
+    metrics = {"reward_vs_k": result.reward_vs_k, "loss/sft": result.sft["loss"]}
     version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.REJECTION_SAMPLING, parent=parent,
                              checkpoint=result.checkpoint, config=config, data=data, metrics=metrics)
     return {"policy_version_id": version.pk, "name": version.name}
