@@ -18,7 +18,7 @@ from margin.jobs import job_create, job_run
 from margin.models import Job
 
 UPLOADS_FOLDER = "imports"
-INLINE_MAX_BYTES = 256 * 2**10  # ~300 records: imported while the page waits, in about a second
+INLINE_MAX_BYTES = 256 * 2**10  # ~300 records: imported while the page waits, in a few seconds
 
 
 def import_runs_as_job(*, upload) -> bool:

@@ -2,10 +2,9 @@
 never see, made visible at once at the end; a big upload runs as a job whose page shows progress
 and the final report."""
 
-import gzip
-import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -177,3 +176,28 @@ def test_annotators_are_served_at_once_while_a_large_import_is_stored(tmp_path):
     assert len(waits) >= 3, f"only {len(waits)} annotator requests were answered during the import"
     assert max(waits) < 2.5, waits
     assert Comparison.objects.filter(batch=batch).count() == 40 + 2500
+
+
+@pytest.mark.django_db
+def test_staff_cancel_an_import_job_half_way_and_nothing_is_left(staff_client, helpful, tmp_path, monkeypatch):
+    from dataio import import_jobs
+    from margin.jobs import job_cancel_request
+
+    path = write_jsonl(tmp_path / "big.jsonl.gz", [pair(i) for i in range(3 * CHUNK_RECORDS)], gzipped=True)
+    response = _upload(staff_client, helpful, "big.jsonl.gz", path.read_bytes())
+    job = Job.objects.get()
+    real_import = import_jobs.data_import
+
+    def import_cancelled_after_a_chunk(*, on_progress, **options):
+        def progress(step, total):
+            job_cancel_request(job=job)  # staff press Cancel while the second chunk is stored
+            on_progress(step, total)
+        return real_import(on_progress=progress, **options)
+
+    monkeypatch.setattr(import_jobs, "data_import", import_cancelled_after_a_chunk)
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED and job.progress_step == CHUNK_RECORDS
+    assert not Dialogue.objects.exists() and list(Project.objects.values_list("name", flat=True)) == ["Helpful"]
+    assert "Cancelled; nothing was imported." in staff_client.get(response["Location"]).content.decode()
+    assert Path(job.params["path"]).is_file()  # kept for Retry
