@@ -51,7 +51,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench.sampling import hh_prompts  # noqa: E402
-from modelruntime.modelstore import checkpoint_is_complete, default_model_dir, load_policy, save_checkpoint  # noqa: E402
+from modelruntime.modelstore import (  # noqa: E402
+    checkpoint_is_complete,
+    default_model_dir,
+    load_policy,
+    save_checkpoint,
+)
 
 STORE = Path(os.environ.get("MARGIN_MODEL_STORE", REPO / "var" / "models"))
 

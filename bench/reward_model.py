@@ -42,10 +42,11 @@ SIDES = ("trl", "trl-no-checkpointing", "ours")
 
 def prepare(args, workdir: Path) -> Path:
     """Token ids of chosen / rejected for train and held-out pairs, identical for both sides."""
-    from dataio.formats import file_records
-    from rewardmodel.modeling import encode
-    from modelruntime.modelstore import default_model_dir
     from transformers import AutoTokenizer
+
+    from dataio.formats import file_records
+    from modelruntime.modelstore import default_model_dir
+    from rewardmodel.modeling import encode
 
     base = default_model_dir(REPO / "var" / "models")
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
@@ -69,10 +70,10 @@ def optimiser_settings(args):
 
 
 def run_ours(args, data, out_dir):
+    from rewardmodel import training
     from rewardmodel.config import RewardModelConfig
     from rewardmodel.data import TrainingPair
     from rewardmodel.modeling import load_for_scoring
-    from rewardmodel import training
     from rewardmodel.packing import pack
 
     config = RewardModelConfig(

@@ -27,8 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from rlhf.generation import SamplingConfig, _generation_config, _prompt_ids, sample_responses  # noqa: E402
 from modelruntime.modelstore import default_model_dir, load_policy  # noqa: E402
+from rlhf.generation import SamplingConfig, _generation_config, _prompt_ids, sample_responses  # noqa: E402
 
 
 def hh_prompts(count: int) -> list[list[dict]]:

@@ -9,7 +9,6 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate
 
-from core.vocabulary import SAFETY_BIN_LABELS, safety_bin_of_judgment
 from annotation.models import (
     AnnotatorProfile,
     Assignment,
@@ -19,6 +18,7 @@ from annotation.models import (
     Project,
     Strength,
 )
+from core.vocabulary import SAFETY_BIN_LABELS, safety_bin_of_judgment
 from dashboard import stats
 from margin.models import Job
 

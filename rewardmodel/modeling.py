@@ -19,7 +19,7 @@ ROLES = ("system", "user", "assistant")
 
 def load_for_training(base_path: Path | str, *, seed: int = 0, device=None):
     """(model, tokenizer) with a freshly initialised scalar head on top of `base_path`."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     tokenizer = _tokenizer(base_path)

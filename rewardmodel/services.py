@@ -168,9 +168,9 @@ def reward_model_train_run(*, job_id, console=None):
 
 def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=None, on_progress=None):
     """Score held-out pairs once; store overall and per-batch evaluations; return the overall."""
+    from modelruntime.modelstore import pick_device
     from rewardmodel.evaluation import report, score_pairs
     from rewardmodel.modeling import load_for_scoring
-    from modelruntime.modelstore import pick_device
 
     if pairs is None:
         config = RewardModelConfig.from_dict(reward_model.config)
@@ -208,8 +208,8 @@ def _evaluation_store(reward_model, batch, label, result):
 
 def reward_model_resolve(name_or_path: str):
     """(registry row or None, checkpoint path, config) of a registered name or a checkpoint path."""
-    from rewardmodel.scoring import resolve_checkpoint
     from modelruntime.modelstore import read_metadata
+    from rewardmodel.scoring import resolve_checkpoint
 
     path = resolve_checkpoint(name_or_path)
     record = RewardModel.objects.filter(checkpoint_path=str(path)).first()
@@ -231,9 +231,9 @@ def evaluation_pairs(project: Project, config: RewardModelConfig, *, objective=N
 
 def reward_models_compare(first: str, second: str, project: Project, on_progress=None) -> dict:
     """Both reward models on the same pairs: the first one's held-out split of `project`."""
+    from modelruntime.modelstore import pick_device
     from rewardmodel.evaluation import compare, score_pairs
     from rewardmodel.modeling import load_for_scoring
-    from modelruntime.modelstore import pick_device
 
     _, path_a, config_a = reward_model_resolve(first)
     _, path_b, config_b = reward_model_resolve(second)

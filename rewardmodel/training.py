@@ -19,7 +19,12 @@ from pathlib import Path
 import torch
 
 from modelruntime.checkpoint import (
-    RESUME_DIR, state_load, state_save, states_clear, trainable_weights, trainable_weights_restore,
+    RESUME_DIR,
+    state_load,
+    state_save,
+    states_clear,
+    trainable_weights,
+    trainable_weights_restore,
 )
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rewardmodel.config import RewardModelConfig

@@ -35,8 +35,8 @@ def _project_check(name, field="project"):
 
 
 def _reward_models_check(config):
-    from rewardmodel.scoring import resolve_checkpoint
     from modelruntime.modelstore import ModelStoreError
+    from rewardmodel.scoring import resolve_checkpoint
 
     if not config.helpfulness_rm and not config.safety_rm:
         raise ValidationError({"helpfulness_rm": "give a helpfulness or a safety reward model (or both)"})

@@ -47,8 +47,8 @@ def pair_temperatures():
 
 def generate_pair(job, on_progress):
     """Generate two responses to the dialogue so far and store them as a comparison."""
-    from rlhf.generation import SamplingConfig, generate_responses
     from modelruntime.modelstore import load_policy_cached
+    from rlhf.generation import SamplingConfig, generate_responses
 
     params = job.params
     dialogue = Dialogue.objects.get(pk=params["dialogue_id"])

@@ -24,7 +24,13 @@ from torch.nn.utils.rnn import pad_sequence
 
 from modelruntime.allocator import keep_freed_memory
 from modelruntime.checkpoint import (
-    RESUME_DIR, config_check_same, rng_state, rng_state_restore, state_load, state_save, trainable_weights,
+    RESUME_DIR,
+    config_check_same,
+    rng_state,
+    rng_state_restore,
+    state_load,
+    state_save,
+    trainable_weights,
     trainable_weights_restore,
 )
 from modelruntime.modelstore import pick_device, save_checkpoint
@@ -33,7 +39,6 @@ from modelruntime.prefixcache import PrefixCache
 from rlhf.config import PPOConfig
 from rlhf.generation import Sample, SamplingConfig, sample_responses
 from rlhf.rewards import RewardFn, kl_penalised_rewards, whiten
-
 
 # --- tensors and losses ---------------------------------------------------------------------------
 

@@ -17,7 +17,12 @@ import torch.nn.functional as F
 
 from modelruntime.allocator import keep_freed_memory
 from modelruntime.checkpoint import (
-    rng_state, rng_state_restore, state_load, state_save, trainable_weights, trainable_weights_restore,
+    rng_state,
+    rng_state_restore,
+    state_load,
+    state_save,
+    trainable_weights,
+    trainable_weights_restore,
 )
 from modelruntime.optim import cosine_schedule, optimizer_create
 from rlhf.config import SFTConfig

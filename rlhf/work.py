@@ -142,9 +142,9 @@ def samples_publish_work(job, on_progress):
     Dialogues that already have a comparison in that batch are skipped, so a retried job adds no
     duplicates.
     """
+    from modelruntime.modelstore import load_policy_cached
     from rlhf.config import PublishSamplesConfig
     from rlhf.generation import SamplingConfig, sample_responses
-    from modelruntime.modelstore import load_policy_cached
 
     config = PublishSamplesConfig.from_dict(job.params["config"])
     batch = Batch.objects.filter(project__name=config.project, is_open=True).order_by("-number").first()

@@ -90,7 +90,7 @@ def test_csrf_is_enforced_on_htmx_posts(judged):
     assert Judgment.objects.filter(pk=judged.pk).exists()
     page = client.get(reverse("annotation:compare", args=[project.pk]))
     token = page.cookies["csrftoken"].value
-    assert f'"X-CSRFToken": "' in page.content.decode()  # htmx sends it from <body hx-headers>
+    assert '"X-CSRFToken": "' in page.content.decode()  # htmx sends it from <body hx-headers>
     ok = client.post(undo, HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token)
     assert ok.status_code == 200
     assert not Judgment.objects.filter(pk=judged.pk).exists()

@@ -8,13 +8,13 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from annotation import services
+from annotation.models import Comparison, Judgment
 from margin.demo import (
     DEMO_ACCOUNTS,
     HELPFULNESS_GUIDELINES,
     SAFETY_GUIDELINES,
     accounts_create,
 )
-from annotation.models import Comparison, Judgment
 from tests.factories import BatchFactory, ComparisonFactory, ProjectFactory, SafetyProjectFactory
 
 pytestmark = pytest.mark.browser

@@ -9,7 +9,6 @@ from django.urls import reverse
 
 from margin.models import Job
 from rewardmodel.models import RewardModel
-from tests.factories import JudgmentFactory
 
 RM = reverse("dashboard:job_launch", args=[Job.Kind.TRAIN_REWARD_MODEL])
 

@@ -12,7 +12,6 @@ from annotation.models import (
     AnnotatorProfile,
     AuditEvent,
     Batch,
-    Comparison,
     Judgment,
     Project,
 )

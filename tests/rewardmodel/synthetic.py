@@ -5,8 +5,8 @@ import signal
 import sys
 from pathlib import Path
 
-from rewardmodel.config import RewardModelConfig
 from core.heldout import prompt_key
+from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import TrainingPair
 
 TOPICS = ["tea", "rivers", "chess", "bread", "planets", "knots", "bees", "glass", "maps", "clocks"]

@@ -1,8 +1,8 @@
 """Training on the tiny model: it learns separable pairs, and a killed run resumes to the same model."""
 
 import subprocess
-from dataclasses import replace
 import sys
+from dataclasses import replace
 
 import pytest
 import torch

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from rlhf.generation import SamplingConfig, generate_responses
 from modelruntime.modelstore import load_policy
+from rlhf.generation import SamplingConfig, generate_responses
 
 pytestmark = [
     pytest.mark.gpu,

@@ -5,7 +5,6 @@ import threading
 import pytest
 from transformers import AutoTokenizer
 
-from rlhf.generation import SamplingConfig, generate_responses
 from modelruntime.modelstore import (
     DEFAULT_MODEL_NAME,
     MARKER_NAME,
@@ -18,6 +17,7 @@ from modelruntime.modelstore import (
     read_metadata,
     save_checkpoint,
 )
+from rlhf.generation import SamplingConfig, generate_responses
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = SamplingConfig(temperature=0, max_new_tokens=16)
@@ -166,9 +166,9 @@ def test_default_model_reads_a_cached_prompt_as_a_full_forward_does(converted_st
     """The prompt KV cache that PPO's reference and the reward models use, on SmolLM2 itself."""
     import torch
 
+    from modelruntime.prefixcache import PrefixCache
     from rlhf.generation import sample_responses
     from rlhf.ppo import policy_forward, rollout_batch
-    from modelruntime.prefixcache import PrefixCache
 
     model, tokenizer = load_policy(default_model_dir(converted_store))
     prompts = [QUESTION, [{"role": "user", "content": "Name a colour of the sky at dusk."}]]

@@ -4,9 +4,9 @@ the log has every field, a stopped run resumes where it was, LoRA trains adapter
 import pytest
 import torch
 
-from rlhf.config import PPOConfig
-from modelruntime.modelstore import checkpoint_is_complete, load_policy, read_metadata
 from modelruntime.checkpoint import RESUME_DIR, state_load
+from modelruntime.modelstore import checkpoint_is_complete, load_policy, read_metadata
+from rlhf.config import PPOConfig
 from rlhf.ppo import PPOTrainer, policy_forward, ppo_train, prompts_for_iteration
 
 PROMPTS = [[{"role": "user", "content": text}] for text in

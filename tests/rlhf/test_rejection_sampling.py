@@ -4,11 +4,18 @@ the reward-vs-K curve, pooling with earlier winners, loss on response tokens onl
 import pytest
 import torch
 
+from modelruntime.modelstore import checkpoint_is_complete, load_policy
 from rlhf.config import RejectionSamplingConfig, SFTConfig
 from rlhf.generation import chat_prompt
-from modelruntime.modelstore import checkpoint_is_complete, load_policy
 from rlhf.rejection_sampling import (
-    SAMPLES_NAME, Winner, best_of_k, k_values, pool_winners, rejection_sample, reward_vs_k, winners_load,
+    SAMPLES_NAME,
+    Winner,
+    best_of_k,
+    k_values,
+    pool_winners,
+    rejection_sample,
+    reward_vs_k,
+    winners_load,
 )
 from rlhf.sft import IGNORE, _pad, sft_example, sft_loss, sft_train
 

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Project
 from margin.cli import ProgressBar
+from modelruntime.modelstore import ModelStoreError
 from rewardmodel.data import NoTrainingData
 from rewardmodel.evaluation import report, score_pairs
 from rewardmodel.services import (
@@ -14,7 +15,6 @@ from rewardmodel.services import (
     reward_models_compare,
     reward_models_evaluate_all,
 )
-from modelruntime.modelstore import ModelStoreError
 
 
 class Command(BaseCommand):

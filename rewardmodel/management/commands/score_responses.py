@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.jsonio import RecordError, utf8_check
 from margin.cli import ProgressBar
-from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
 from modelruntime.modelstore import ModelStoreError
+from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
 
 
 class Command(BaseCommand):

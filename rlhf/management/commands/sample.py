@@ -69,8 +69,8 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")
 
     def handle(self, *args, **options):
-        from rlhf.generation import SamplingConfig, sample_responses
         from modelruntime.modelstore import ModelStoreError, checkpoint_is_complete, load_policy
+        from rlhf.generation import SamplingConfig, sample_responses
 
         if options["k"] < 1:
             raise CommandError(f"--k must be >= 1, got {options['k']}")
