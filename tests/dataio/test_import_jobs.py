@@ -201,3 +201,15 @@ def test_staff_cancel_an_import_job_half_way_and_nothing_is_left(staff_client, h
     assert not Dialogue.objects.exists() and list(Project.objects.values_list("name", flat=True)) == ["Helpful"]
     assert "Cancelled; nothing was imported." in staff_client.get(response["Location"]).content.decode()
     assert Path(job.params["path"]).is_file()  # kept for Retry
+
+
+@pytest.mark.django_db
+def test_importing_the_same_file_again_looks_up_its_pairs_outside_the_final_transaction(
+        helpful, tmp_path, django_assert_max_num_queries):
+    """The labels of pairs already there are checked before the last transaction, so importing a
+    file again holds the lock for a moment, not for a look-up per pair (0.69 s -> 0.03 s for 2,000)."""
+    path = write_jsonl(tmp_path / "a.jsonl", [pair(i, judgments=[{"choice": "a", "annotator": "r1"}]) for i in range(300)])
+    import_file(helpful, path, "margin")
+    with django_assert_max_num_queries(80):  # was one query per pair more
+        again = import_file(helpful, path, "margin")
+    assert not again.added_anything and again.already_present == 300
