@@ -5,6 +5,7 @@ import pytest
 from django.conf import settings
 
 from tests.isolation import TEST_REDIS_URL
+from tests.real_services import redis_server, start_worker  # noqa: F401  (one of each, suite-wide)
 
 # tests/isolation.py (a plugin pytest.ini loads first) chose the suite's own Redis; a shell's
 # REDIS_URL or a settings module read earlier must not have won.

@@ -4,7 +4,7 @@ The suite must never reach a server it did not start: a developer runs `scripts/
 6379, Celery workers) and the tests in the same checkout. So before Django sees REDIS_URL, it
 points at a free port of the suite's own, with a password of its own: a Redis the suite did not
 start either is not there (nothing listens) or refuses the password. The `redis_server` fixture
-(tests/integration/conftest.py) starts the only server that knows it.
+(tests/real_services.py) starts the only server that knows it.
 """
 
 import os

@@ -15,8 +15,8 @@ from dataio.formats.labelstudio import parse_labelstudio
 from dataio.formats.margin import parse_margin
 from dataio.formats.pandalm import parse_pandalm
 from dataio.formats.pku import parse_pku
-from dataio.formats.tulu import parse_tulu
 from dataio.formats.trl import parse_trl
+from dataio.formats.tulu import parse_tulu
 from dataio.reading import raw_records
 from dataio.records import Limits, record_validate
 

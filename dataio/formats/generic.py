@@ -6,7 +6,6 @@ from core.jsonio import RecordError
 from dataio.formats.fields import as_object, field_get, pair_record, user_turn
 from dataio.records import Label
 
-
 GENERIC_DEFAULTS = {
     "prompt": "prompt", "response_a": "response_a", "response_b": "response_b",
     "label": "", "rater": "", "label_a": "a", "label_b": "b", "label_tie": "tie",

@@ -6,7 +6,6 @@ from core.jsonio import RecordError
 from dataio.formats.fields import as_object, field_get, pair_record, user_turn
 from dataio.records import Label
 
-
 LABEL_STUDIO_SIDES = {"left": "a", "right": "b"}
 
 

@@ -6,7 +6,6 @@ from core.jsonio import RecordError
 from dataio.formats.fields import as_object, field_get, label_pick, pair_record, user_turn
 from dataio.records import Label
 
-
 PANDALM_CHOICES = {0: "tie", 1: "a", 2: "b"}
 
 

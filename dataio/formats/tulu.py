@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataio.formats.fields import as_object, field_get, label_pick, pair_record, user_turn
 from dataio.records import Label
 
-
 TULU_PREFERENCES = {
     "a-is-better": ("a", "better"),
     "a-is-slightly-better": ("a", "slightly_better"),

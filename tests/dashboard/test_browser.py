@@ -10,7 +10,6 @@ from margin.models import Job
 from rewardmodel.models import RewardModel
 from tests.browser.conftest import artifacts_dir, browser_type_launch_args, chromium_path  # noqa: F401
 from tests.factories import StaffFactory
-from tests.integration.conftest import redis_server, start_worker  # noqa: F401
 from tests.rewardmodel.conftest import judged_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -6,8 +6,18 @@ import json
 
 import pytest
 
-from dataio.formats import ReadOptions, mapping_parse, parse_argilla, parse_autoj, parse_generic
-from dataio.formats import parse_hh, parse_labelstudio, parse_pandalm, parse_pku, parse_tulu
+from dataio.formats import (
+    ReadOptions,
+    mapping_parse,
+    parse_argilla,
+    parse_autoj,
+    parse_generic,
+    parse_hh,
+    parse_labelstudio,
+    parse_pandalm,
+    parse_pku,
+    parse_tulu,
+)
 from dataio.reading import raw_records
 from dataio.records import Label, Limits, RecordError, record_validate, records_merge
 
@@ -138,7 +148,7 @@ def test_label_studio_pairwise_export():
         ],
     }
     record = parse_labelstudio(task, 1, OPTIONS)
-    assert [(l.choice, l.rater) for l in record.labels] == [("a", "labelstudio:3"), ("b", "labelstudio:4")]
+    assert [(label.choice, label.rater) for label in record.labels] == [("a", "labelstudio:3"), ("b", "labelstudio:4")]
     task["annotations"][0]["result"][0]["value"]["selected"] = "middle"
     with pytest.raises(RecordError, match="selected.*'middle'"):
         parse_labelstudio(task, 1, OPTIONS)
@@ -155,11 +165,11 @@ def test_argilla_ranking_exports_v1_and_v2():
                 {"value": "response1", "rank": 1}, {"value": "response2", "rank": 1}]}}},
         ],
     }
-    assert [(l.choice, l.rater) for l in parse_argilla(v1, 1, OPTIONS).labels] == [
+    assert [(label.choice, label.rater) for label in parse_argilla(v1, 1, OPTIONS).labels] == [
         ("a", "argilla:u1"), ("tie", "argilla:u3")
     ]
     v2 = {"fields": v1["fields"], "responses": {"ranking": [{"value": ["response2", "response1"], "user_id": "u9"}]}}
-    assert [(l.choice, l.rater) for l in parse_argilla(v2, 1, OPTIONS).labels] == [("b", "argilla:u9")]
+    assert [(label.choice, label.rater) for label in parse_argilla(v2, 1, OPTIONS).labels] == [("b", "argilla:u9")]
 
 
 def test_rows_of_one_pair_merge_and_a_swapped_pair_flips_its_labels():
@@ -168,7 +178,7 @@ def test_rows_of_one_pair_merge_and_a_swapped_pair_flips_its_labels():
     other = parse_autoj({"prompt": "P", "response 1": "y", "response 2": "x", "label": 0}, 2, OPTIONS)
     other.labels[0].rater = "r2"
     [merged] = records_merge([base, other])
-    assert [(l.rater, l.choice) for l in merged.labels] == [("r1", "a"), ("r2", "b")]
+    assert [(label.rater, label.choice) for label in merged.labels] == [("r1", "a"), ("r2", "b")]
 
 
 def test_json_array_files_and_gzip_are_detected_by_content():

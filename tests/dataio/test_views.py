@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from annotation.models import Comparison, Judgment
+from annotation.models import Judgment
 from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from margin.jobs import TASK_FOR_KIND
 from margin.models import Job
 from rewardmodel.models import RewardModel
 from rewardmodel.services import reward_model_train_start
-from tests.integration.conftest import wait_until
+from tests.real_services import wait_until
 from tests.rewardmodel.conftest import judged_project
 
 pytestmark = pytest.mark.slow

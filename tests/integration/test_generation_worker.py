@@ -7,7 +7,7 @@ from annotation.models import Comparison
 from margin.celery import app
 from margin.models import Job
 from tests.factories import BatchFactory, UserFactory
-from tests.integration.conftest import wait_until
+from tests.real_services import wait_until
 
 pytestmark = pytest.mark.slow
 

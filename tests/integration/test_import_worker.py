@@ -13,7 +13,7 @@ from annotation.models import Comparison, Project
 from annotation.services import batch_open
 from margin.models import Job
 from tests.factories import ProjectFactory, StaffFactory
-from tests.integration.conftest import wait_until
+from tests.real_services import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from tests.conftest import REPO
-from tests.integration.conftest import RedisServer, wait_until
 from tests.isolation import _free_port
+from tests.real_services import RedisServer, wait_until
 
 
 @pytest.fixture

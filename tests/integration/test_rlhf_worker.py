@@ -9,7 +9,7 @@ from rewardmodel.models import RewardModel
 from rlhf import jobs
 from rlhf.models import PolicyVersion
 from tests.factories import DialogueFactory, ProjectFactory
-from tests.integration.conftest import wait_until
+from tests.real_services import wait_until
 
 pytestmark = pytest.mark.slow
 

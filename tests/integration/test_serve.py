@@ -9,8 +9,8 @@ import redis
 
 from margin.settings import embedded_redis_password
 from tests.conftest import REPO
-from tests.integration.conftest import wait_until
 from tests.isolation import _free_port
+from tests.real_services import wait_until
 
 
 def test_the_embedded_redis_password_is_made_once_and_kept_private(tmp_path):

@@ -1,18 +1,22 @@
-"""Real services for integration tests: a redis-server and Celery worker processes."""
+"""Real services for tests: a redis-server and Celery worker processes.
+
+tests/conftest.py imports the two fixtures, so the whole suite shares ONE session Redis: a second
+definition of a session fixture (a test module importing it) would start a second server on the
+same port, which `refuse_if_not_ours` stops.
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-
-from tests.conftest import REPO
 
 
 def wait_until(condition, timeout, what):
@@ -109,7 +113,7 @@ def start_worker(redis_server, transactional_db, tiny_model_path, tmp_path):
         if beat:  # the reconciler's schedule, as `manage.py serve` runs it
             command += ["-B", "-s", str(tmp_path / f"{name}-beat")]
         process = subprocess.Popen(
-            command, cwd=REPO, env={**base_env, **(env or {})}, stdout=log,
+            command, cwd=Path(__file__).resolve().parents[1], env={**base_env, **(env or {})}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append((process, tmp_path / f"{name}.log"))
