@@ -34,6 +34,14 @@ class AttentionPolicy(models.TextChoices):
     BLOCK = "block", "Pause the annotator until staff look"
 
 
+class VisibleProjectManager(models.Manager):
+    """Every project but the staging areas of imports in progress (dataio/staging.py): no page,
+    queue, export, dashboard or training-data query may read half an import."""
+
+    def get_queryset(self):
+        return super().get_queryset().filter(is_staging=False)
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     objective = models.CharField(max_length=16, choices=Objective.choices)
@@ -63,6 +71,12 @@ class Project(models.Model):
         default=0.8, help_text="Share of qualification golds to get right to go on."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    is_staging = models.BooleanField(
+        default=False, editable=False, help_text="An import's staging area, hidden until it is published."
+    )
+
+    objects = VisibleProjectManager()
+    with_staging = models.Manager()  # dataio/staging.py only
 
     class Meta:
         ordering = ["name"]

@@ -4,7 +4,6 @@ from django.conf import settings
 from annotation.models import MarginScheme, Objective, Project
 from dataio.formats import PARSERS, mapping_parse
 from dataio.records import MAX_NUMBER
-from dataio.staging import STAGING_PREFIX
 from dataio.writers import OUTPUT_FORMATS
 
 
@@ -32,7 +31,7 @@ FORMAT_LABELS = {
 
 
 class ImportForm(forms.Form):
-    project = forms.ModelChoiceField(queryset=Project.objects.exclude(name__startswith=STAGING_PREFIX))
+    project = forms.ModelChoiceField(queryset=Project.objects.all())
     format = forms.ChoiceField(choices=[(name, FORMAT_LABELS.get(name, name)) for name in PARSERS])
     file = forms.FileField(help_text="JSON Lines (optionally gzip) or a JSON array.")
     batch = forms.IntegerField(required=False, min_value=1, max_value=MAX_NUMBER, help_text="Empty: the open batch.")
@@ -64,7 +63,7 @@ class ImportForm(forms.Form):
 class ExportForm(forms.Form):
     KINDS = [("trl", "TRL preference pairs"), ("margin", "Margin JSONL (everything)"), ("sft", "SFT demonstrations")]
 
-    projects = ProjectsField(queryset=Project.objects.exclude(name__startswith=STAGING_PREFIX))
+    projects = ProjectsField(queryset=Project.objects.all())
     kind = forms.ChoiceField(choices=KINDS, initial="trl")
     output_format = forms.ChoiceField(
         choices=[(f, f) for f in OUTPUT_FORMATS if f != "datasets"], initial="jsonl", label="As"

@@ -2,11 +2,11 @@
 area that annotators and every query of the project cannot see, then one short transaction makes
 them visible (issue 15 item 5: one 27 s transaction locked annotators out of SQLite).
 
-The staging area is an inactive project with a closed batch: annotator queues serve open batches of
-active projects only, demonstrations come from active projects only, and exports, training data and
-dashboards read the chosen project. Publishing moves the staged dialogues and comparisons into the
-target project and batch (two UPDATEs) and stores the new labels of pairs it already had; a failure,
-a cancel or a dry run deletes the staging area instead, in chunks too.
+The staging area is a project marked `is_staging` (inactive, with a closed batch), which
+`Project.objects` never returns: no queue, page, export, dashboard or training-data query sees it.
+Publishing moves the staged dialogues and comparisons into the target project and batch (two
+UPDATEs) and stores the new labels of pairs it already had; a failure, a cancel or a dry run
+deletes the staging area instead, in chunks too.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def staging_open(*, project, staging_key):
     """A fresh staging area named `staging_key` (a leftover of the same name is removed first: a
     job re-run after its worker died starts again from the file)."""
     staging_discard(staging_key=staging_key)
-    staging = Project.objects.create(
-        name=f"{STAGING_PREFIX}{staging_key}"[:200], objective=project.objective, is_active=False,
+    staging = Project.with_staging.create(
+        name=f"{STAGING_PREFIX}{staging_key}"[:200], objective=project.objective, is_active=False, is_staging=True,
         guidelines=f"Rows of an import into “{project}”, shown there once the import has finished.",
     )
     Batch.objects.create(project=staging, number=1, is_open=False)
@@ -43,7 +43,7 @@ def staging_open(*, project, staging_key):
 
 def staging_discard(*, staging_key):
     """Delete the staging area of `staging_key` and everything in it, a chunk per transaction."""
-    staging = Project.objects.filter(name=f"{STAGING_PREFIX}{staging_key}"[:200], is_active=False).first()
+    staging = Project.with_staging.filter(name=f"{STAGING_PREFIX}{staging_key}"[:200], is_staging=True).first()
     if staging is None:
         return
     ids = list(Dialogue.objects.filter(project=staging).values_list("pk", flat=True))

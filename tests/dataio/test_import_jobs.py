@@ -16,7 +16,7 @@ from annotation.models import Comparison, Dialogue, Judgment, Project
 from annotation.selectors import comparisons_available_for, dialogue_for_demonstration
 from annotation.services import batch_open
 from dataio.import_jobs import import_job_run
-from dataio.staging import CHUNK_RECORDS, STAGING_PREFIX
+from dataio.staging import CHUNK_RECORDS
 from margin.jobs import JobCancelled, job_progress
 from margin.models import Job
 from tests.dataio.conftest import import_file, write_jsonl
@@ -59,7 +59,7 @@ def test_staff_upload_the_real_hh_file_as_a_job_and_see_its_report(staff_client,
     assert "1530 comparisons, 1530 judgments, 0 prompts added" in page
     assert "line 831, field “chosen”" in page
     assert Comparison.objects.filter(batch__project=safety).count() == 1530
-    assert not Project.objects.filter(name__startswith=STAGING_PREFIX).exists()
+    assert not Project.with_staging.filter(is_staging=True).exists()
     assert not list((settings.VAR_DIR / "imports").glob(f"*{job.params['path'][-20:]}"))
 
 
@@ -109,16 +109,18 @@ def test_an_import_stopped_half_way_leaves_nothing_and_annotators_never_saw_it(h
     def on_progress(step, total):
         seen.append((step, Dialogue.objects.count(),
                      comparisons_available_for(annotator=annotator, project=helpful).count(),
-                     dialogue_for_demonstration(annotator=annotator, project=helpful)))
+                     dialogue_for_demonstration(annotator=annotator, project=helpful),
+                     list(Project.objects.values_list("name", flat=True))))
         raise failure
 
     with pytest.raises(type(failure)):
         import_file(helpful, path, "margin", on_progress=on_progress)
-    [(step, staged, queued, prompt)] = seen
+    [(step, staged, queued, prompt, listed)] = seen
     assert step == staged == CHUNK_RECORDS  # a chunk was stored (committed) before it stopped
     assert queued == 0 and prompt is None  # ... and nobody could see it
+    assert listed == ["Helpful"]  # no page, export or training-data query lists the staging area
     assert not Dialogue.objects.exists() and not Comparison.objects.exists()
-    assert list(Project.objects.values_list("name", flat=True)) == ["Helpful"]
+    assert list(Project.with_staging.values_list("name", flat=True)) == ["Helpful"]
 
 
 @pytest.mark.django_db
@@ -198,7 +200,7 @@ def test_staff_cancel_an_import_job_half_way_and_nothing_is_left(staff_client, h
     import_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.state == Job.State.CANCELLED and job.progress_step == CHUNK_RECORDS
-    assert not Dialogue.objects.exists() and list(Project.objects.values_list("name", flat=True)) == ["Helpful"]
+    assert not Dialogue.objects.exists() and list(Project.with_staging.values_list("name", flat=True)) == ["Helpful"]
     assert "Cancelled; nothing was imported." in staff_client.get(response["Location"]).content.decode()
     assert Path(job.params["path"]).is_file()  # kept for Retry
 
