@@ -15,8 +15,18 @@ import time
 
 from django.db import connection, transaction
 
-from annotation.models import Batch, Comparison, Dialogue, Judgment, Project, Turn
-from annotation.services import audit_record, comparison_create, judgments_import
+from annotation.models import Comparison, Judgment
+from annotation.services import (
+    audit_record,
+    comparison_create,
+    dialogue_create,
+    judgments_import,
+    staging_area_create,
+    staging_area_dialogue_ids,
+    staging_area_dialogues_delete,
+    staging_area_get,
+    staging_area_publish,
+)
 from dataio.exports import annotator_pseudonym
 
 # Records written per transaction: 0.2-0.4 s of write lock each on SQLite on two busy cores
@@ -33,26 +43,18 @@ def staging_open(*, project, staging_key):
     """A fresh staging area named `staging_key` (a leftover of the same name is removed first: a
     job re-run after its worker died starts again from the file)."""
     staging_discard(staging_key=staging_key)
-    staging = Project.with_staging.create(
-        name=f"{STAGING_PREFIX}{staging_key}"[:200], objective=project.objective, is_active=False, is_staging=True,
-        guidelines=f"Rows of an import into “{project}”, shown there once the import has finished.",
-    )
-    Batch.objects.create(project=staging, number=1, is_open=False)
-    return staging
+    return staging_area_create(project=project, name=f"{STAGING_PREFIX}{staging_key}")
 
 
 def staging_discard(*, staging_key):
     """Delete the staging area of `staging_key` and everything in it, a chunk per transaction."""
-    staging = Project.with_staging.filter(name=f"{STAGING_PREFIX}{staging_key}"[:200], is_staging=True).first()
+    staging = staging_area_get(name=f"{STAGING_PREFIX}{staging_key}")
     if staging is None:
         return
-    ids = list(Dialogue.objects.filter(project=staging).values_list("pk", flat=True))
+    ids = staging_area_dialogue_ids(staging=staging)
     for start in range(0, len(ids), CHUNK_RECORDS):
-        chunk = ids[start:start + CHUNK_RECORDS]
         with transaction.atomic():
-            # Comparisons first: they protect their batch and their responses from deletion.
-            Comparison.objects.filter(dialogue_id__in=chunk).delete()
-            Dialogue.objects.filter(pk__in=chunk).delete()
+            staging_area_dialogues_delete(dialogue_ids=ids[start:start + CHUNK_RECORDS])
     staging.delete()
 
 
@@ -87,14 +89,8 @@ def _record_stage(record, *, staging, batch, known, report, pending, queue_judge
         else:
             pending.append((known[key], labels))
         return
-    dialogue = Dialogue.objects.create(
-        project=staging, source=record.source[:200], source_key=key,
-        is_adversarial=adversarial or record.adversarial,
-    )
-    Turn.objects.bulk_create(
-        Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"])
-        for i, m in enumerate(record.context)
-    )
+    dialogue = dialogue_create(project=staging, messages=record.context, source=record.source, source_key=key,
+                               is_adversarial=adversarial or record.adversarial)
     if record.is_prompt:
         known[key] = None
         report.prompts_added += 1
@@ -125,8 +121,6 @@ def staging_publish(*, staging, project, batch, pending, report, actor=None, dry
     report.already_present += sum(not labels for _, labels in pending)
     pending = [(pk, labels) for pk, labels in pending if labels]
     with transaction.atomic():
-        Dialogue.objects.filter(project=staging).update(project=project)
-        Comparison.objects.filter(batch__project=staging).update(batch=batch)
         comparisons = Comparison.objects.in_bulk([pk for pk, _ in pending])
         for pk, labels in pending:
             added = judgments_import(comparison=comparisons[pk], labels=labels,
@@ -138,7 +132,7 @@ def staging_publish(*, staging, project, batch, pending, report, actor=None, dry
         if dry_run:
             transaction.set_rollback(True)
         else:
-            staging.delete()
+            staging_area_publish(staging=staging, project=project, batch=batch)
 
 
 def _labels_not_present(pending):

@@ -10,7 +10,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from annotation import services
-from annotation.models import Batch, Dialogue, Objective, Project, Turn
+from annotation.models import Batch, Objective, Project
+from core.vocabulary import USER
 from dataio.services import data_import
 from margin.jobs import job_create
 from margin.models import Job
@@ -45,9 +46,9 @@ def accounts_create():
 
 
 def _project(name, objective, guidelines):
-    project, _ = Project.objects.get_or_create(
-        name=name, defaults={"objective": objective, "guidelines": guidelines}
-    )
+    project = Project.objects.filter(name=name).first()
+    if project is None:  # opens its first batch too
+        project = services.project_create(actor=None, name=name, objective=objective, guidelines=guidelines)
     batch = Batch.objects.filter(project=project, is_open=True).first()
     return project, batch or services.batch_open(project=project)
 
@@ -80,8 +81,8 @@ def generation_enqueue(*, project, prompts, created_by=None):
     with transaction.atomic():
         batch = services.batch_current(project=project)
         for prompt in prompts:
-            dialogue = Dialogue.objects.create(project=project, source="demo prompt")
-            Turn.objects.create(dialogue=dialogue, index=0, role=Turn.Role.USER, content=prompt)
+            dialogue = services.dialogue_create(project=project, source="demo prompt",
+                                                messages=[{"role": USER, "content": prompt}])
             jobs.append(
                 job_create(
                     kind=Job.Kind.GENERATE_PAIR,

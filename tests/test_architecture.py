@@ -91,3 +91,24 @@ def test_views_and_tasks_never_import_torch_at_module_level():
         for line, names, at_top in _imports(path) if at_top and names[0].split(".")[0] in heavy
     ]
     assert not wrong, wrong
+
+
+ANNOTATION_ROWS = ("Project", "Batch", "Dialogue", "Turn", "Response", "Comparison", "Assignment", "Judgment",
+                   "Demonstration", "AnnotatorProfile", "AuditEvent")
+WRITES = {"create", "bulk_create", "get_or_create", "update_or_create", "update", "delete", "save"}
+
+
+def test_annotation_rows_are_written_only_by_annotation_services():
+    """dataio, rlhf, the demo and the rest call annotation services; they never write those rows."""
+    wrong = []
+    for room in [r for r in PROJECT_PACKAGES if r != "annotation"]:
+        for path in _python_files(room):
+            for node in ast.walk(ast.parse(path.read_text())):
+                # Model.objects.<query...>.<write>(...)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WRITES:
+                    chain = node.func.value
+                    while isinstance(chain, (ast.Call, ast.Attribute)):
+                        chain = chain.func if isinstance(chain, ast.Call) else chain.value
+                    if isinstance(chain, ast.Name) and chain.id in ANNOTATION_ROWS:
+                        wrong.append(f"{path.relative_to(REPO)}:{node.lineno} {chain.id}...{node.func.attr}()")
+    assert not wrong, "\n".join(wrong)

@@ -19,7 +19,15 @@ from annotation.services.audit import audit_record
 from annotation.services.batches import batch_close, batch_current, batch_open
 from annotation.services.comparisons import comparison_create
 from annotation.services.dialogues import demonstration_submit, dialogue_continue, dialogue_start
-from annotation.services.imports import judgments_import
+from annotation.services.imports import (
+    dialogue_create,
+    judgments_import,
+    staging_area_create,
+    staging_area_dialogue_ids,
+    staging_area_dialogues_delete,
+    staging_area_get,
+    staging_area_publish,
+)
 from annotation.services.judgments import judgment_submit, judgment_undo_last
 from annotation.services.staff import (
     annotator_profile_update,
@@ -44,10 +52,16 @@ __all__ = [
     "comparison_create",
     "demonstration_submit",
     "dialogue_continue",
+    "dialogue_create",
     "dialogue_start",
     "judgment_submit",
     "judgment_undo_last",
     "judgments_import",
     "project_create",
     "project_update",
+    "staging_area_create",
+    "staging_area_dialogue_ids",
+    "staging_area_dialogues_delete",
+    "staging_area_get",
+    "staging_area_publish",
 ]

@@ -1,7 +1,55 @@
-"""Imported data: raters' labels from a file as judgments (dataio reads the file and stores the
-pairs with comparison_create)."""
+"""Imported data: dialogues and raters' labels from a file, and the staging area an import is
+written into before it becomes visible (dataio reads the file, chunks the work and stores the
+pairs with comparison_create; the rows themselves are written only here)."""
 
-from annotation.models import Judgment
+from annotation.models import Batch, Comparison, Dialogue, Judgment, Project, Turn
+
+
+def staging_area_create(*, project, name):
+    """A hidden project (`is_staging`: Project.objects never returns it) with one closed batch,
+    where an import into `project` is written chunk by chunk before it is published."""
+    staging = Project.with_staging.create(
+        name=name[:200], objective=project.objective, is_active=False, is_staging=True,
+        guidelines=f"Rows of an import into “{project}”, shown there once the import has finished.",
+    )
+    Batch.objects.create(project=staging, number=1, is_open=False)
+    return staging
+
+
+def staging_area_get(*, name):
+    return Project.with_staging.filter(name=name[:200], is_staging=True).first()
+
+
+def staging_area_dialogue_ids(*, staging):
+    return list(Dialogue.objects.filter(project=staging).values_list("pk", flat=True))
+
+
+def staging_area_dialogues_delete(*, dialogue_ids):
+    """Delete staged dialogues and their comparisons (call inside the caller's transaction)."""
+    # Comparisons first: they protect their batch and their responses from deletion.
+    Comparison.objects.filter(dialogue_id__in=dialogue_ids).delete()
+    Dialogue.objects.filter(pk__in=dialogue_ids).delete()
+
+
+def staging_area_publish(*, staging, project, batch):
+    """Move every staged dialogue into `project` and comparison into `batch`, then drop the
+    staging area (call inside the caller's transaction: all of it becomes visible at once)."""
+    Dialogue.objects.filter(project=staging).update(project=project)
+    Comparison.objects.filter(batch__project=staging).update(batch=batch)
+    staging.delete()
+
+
+def dialogue_create(*, project, messages, source="", source_key="", is_adversarial=False):
+    """A dialogue with its turns as given (imports, the demo). `source_key` is only ever the
+    content hash of an imported record (dataio.records), which finds it again when the same file
+    is imported twice; empty for anything else."""
+    dialogue = Dialogue.objects.create(
+        project=project, source=source[:200], source_key=source_key, is_adversarial=is_adversarial,
+    )
+    Turn.objects.bulk_create(
+        Turn(dialogue=dialogue, index=i, role=m["role"], content=m["content"]) for i, m in enumerate(messages)
+    )
+    return dialogue
 
 
 def judgments_import(*, comparison, labels, pseudonym_of=None, aggregates=True):
