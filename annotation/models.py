@@ -70,6 +70,11 @@ class Project(models.Model):
     qualification_min_accuracy = models.FloatField(
         default=0.8, help_text="Share of qualification golds to get right to go on."
     )
+    # Off by default: the Llama 2 protocol always picks a side (sec. 3.2.1). Teams that want it get
+    # a third answer, stored as choice "tie" like imported ties, which the RM builder skips.
+    allow_tie = models.BooleanField(
+        default=False, help_text="Offer annotators a third answer: tie / both bad."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     is_staging = models.BooleanField(
         default=False, editable=False, help_text="An import's staging area, hidden until it is published."
@@ -257,7 +262,7 @@ class Judgment(models.Model):
     class Choice(models.TextChoices):
         A = words.CHOICE_A, words.CHOICE_LABELS[words.CHOICE_A]
         B = words.CHOICE_B, words.CHOICE_LABELS[words.CHOICE_B]
-        TIE = words.CHOICE_TIE, words.CHOICE_LABELS[words.CHOICE_TIE]  # imported labels only
+        TIE = words.CHOICE_TIE, words.CHOICE_LABELS[words.CHOICE_TIE]  # imports, allow_tie projects
 
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
     annotator = models.ForeignKey(
