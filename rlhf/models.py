@@ -1,6 +1,9 @@
 """RLHF: policy versions (SFT, RLHF-V1, V2, ...) and their lineage."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from rlhf.backends import ENV_NAME, LOCAL, OPENAI
 
 
 class PolicyVersion(models.Model):
@@ -33,6 +36,24 @@ class PolicyVersion(models.Model):
         help_text="The job that made it.",
     )
     notes = models.TextField(blank=True)
+    # Where its responses come from (rlhf/backends.py). The API key itself never lands here:
+    # only the name of the environment variable that holds it on the workers.
+    backend = models.CharField(
+        max_length=16, choices=[(LOCAL, "Local engine (in-process)"), (OPENAI, "OpenAI-compatible server")],
+        default=LOCAL, help_text="Local: this worker's engine on the checkpoint. OpenAI: a vLLM / SGLang / TGI server.",
+    )
+    openai_base_url = models.URLField(
+        "base URL", max_length=300, blank=True, help_text="The server's API root, e.g. http://gpu-1:8000/v1",
+    )
+    served_model = models.CharField(max_length=200, blank=True, help_text="The model name the server serves it under.")
+    api_key_env = models.CharField(
+        "API key variable", max_length=100, blank=True,
+        help_text="Name of the environment variable holding the API key (not the key); empty: no key.",
+    )
+    max_in_flight = models.PositiveSmallIntegerField(
+        default=16, help_text="Prompts whose request is open at once on the server (1-256).",
+    )
+    timeout_seconds = models.PositiveIntegerField(default=120, help_text="Per request, 1-3600 s.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -40,6 +61,23 @@ class PolicyVersion(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        errors = {}
+        if self.backend == OPENAI:
+            if not self.openai_base_url:
+                errors["openai_base_url"] = "an OpenAI-compatible backend needs the server's base URL"
+            if not self.served_model:
+                errors["served_model"] = "an OpenAI-compatible backend needs the served model's name"
+        if self.api_key_env and not ENV_NAME.match(self.api_key_env):
+            errors["api_key_env"] = ("the name of an environment variable (letters, digits, _), "
+                                     "not the key itself")
+        if not 1 <= self.max_in_flight <= 256:
+            errors["max_in_flight"] = f"must be between 1 and 256, got {self.max_in_flight}"
+        if not 1 <= self.timeout_seconds <= 3600:
+            errors["timeout_seconds"] = f"must be between 1 and 3600 s, got {self.timeout_seconds}"
+        if errors:
+            raise ValidationError(errors)
 
     def lineage(self):
         """This version, its parent, the parent's parent, ... back to the base model."""
