@@ -12,7 +12,7 @@ import math
 import operator
 import types
 import typing
-from dataclasses import MISSING, asdict, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 
 class ConfigError(ValueError):
@@ -114,3 +114,18 @@ def _check_bounds(f, value):
             raise ConfigError(f.name, f"{f.name} must be in {interval}, got {v!r}")
         key = failed[0]
         raise ConfigError(f.name, f"{f.name} must be {_BOUNDS[key][1]}{meta[key]}, got {v!r}")
+
+
+@dataclass
+class AdamWConfig(ConfigBase):
+    """The optimiser fields every training config shares (modelruntime/optim.py reads them).
+
+    Llama 2 trains every stage with AdamW beta1 0.9, beta2 0.95, eps 1e-5, weight decay 0.1 and
+    gradient clipping 1.0 (sec. 2.2), kept for SFT (3.1), the reward models (3.2.2) and PPO (3.2.3).
+    """
+
+    adam_beta1: float = config_field(0.9, "AdamW beta1 (paper: 0.9).", ge=0, lt=1)
+    adam_beta2: float = config_field(0.95, "AdamW beta2 (paper: 0.95).", ge=0, lt=1)
+    adam_eps: float = config_field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
+    weight_decay: float = config_field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
+    max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelruntime.config import ConfigBase, ConfigError, config_field
+from modelruntime.config import AdamWConfig, ConfigError, config_field
 
 
 @dataclass
-class RewardModelConfig(ConfigBase):
+class RewardModelConfig(AdamWConfig):
     base_model: str = config_field(
         "", "Checkpoint to start from (a model-store path); empty means the default chat model."
     )
@@ -25,13 +25,7 @@ class RewardModelConfig(ConfigBase):
     )
     warmup_ratio: float = config_field(0.03, "Linear warm-up as a share of all steps (paper: 3 %).", ge=0, lt=1)
     min_warmup_steps: int = config_field(5, "Warm-up lasts at least this many steps (paper: 5).", ge=0)
-    # Llama 2 sec. 2.2 (pretraining, reused for the RM in sec. 3.2.2): AdamW with beta1 0.9,
-    # beta2 0.95, eps 1e-5.
-    adam_beta1: float = config_field(0.9, "AdamW beta1 (paper: 0.9).", ge=0, lt=1)
-    adam_beta2: float = config_field(0.95, "AdamW beta2 (paper: 0.95).", ge=0, lt=1)
-    adam_eps: float = config_field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
-    weight_decay: float = config_field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
-    max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", ge=0)
+    # AdamW's betas, eps, weight decay and clipping: AdamWConfig (Llama 2 sec. 2.2, 3.2.2).
     # The paper's effective batch is 512 pairs (1024 rows); a CPU run uses far fewer.
     batch_size: int = config_field(8, "Pairs per forward pass (chosen and rejected go in one pass).", gt=0)
     gradient_accumulation_steps: int = config_field(4, "Forward passes per optimizer step.", gt=0)

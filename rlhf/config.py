@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelruntime.config import ConfigBase, ConfigError, config_field
+from modelruntime.config import AdamWConfig, ConfigBase, ConfigError, config_field
 
 
 @dataclass
@@ -28,19 +28,14 @@ class PolicyJobConfig(ConfigBase):
 
 
 @dataclass
-class SFTConfig(ConfigBase):
+class SFTConfig(AdamWConfig):
     # Llama 2 sec. 3.1 "Fine-Tuning Details": cosine schedule, lr 2e-5, weight decay 0.1,
     # batch 64, sequence length 4096, 2 epochs, loss on answer tokens only.
     learning_rate: float = config_field(2e-5, "Peak AdamW learning rate (paper, SFT: 2e-5).", gt=0)
     epochs: float = config_field(2.0, "Passes over the fine-tuning examples (paper, SFT: 2).", gt=0)
     batch_size: int = config_field(64, "Examples per optimizer step (paper: 64).", gt=0)
     micro_batch_size: int = config_field(4, "Examples per forward pass; gradients accumulate up to batch_size.", gt=0)
-    # Llama 2 sec. 2.2, kept for fine-tuning (sec. 3.1, 3.2.3): AdamW beta1 0.9, beta2 0.95, eps 1e-5.
-    adam_beta1: float = config_field(0.9, "AdamW beta1 (paper: 0.9).", ge=0, lt=1)
-    adam_beta2: float = config_field(0.95, "AdamW beta2 (paper: 0.95).", ge=0, lt=1)
-    adam_eps: float = config_field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
-    weight_decay: float = config_field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
-    max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)
+    # AdamW's betas, eps, weight decay and clipping: AdamWConfig (Llama 2 sec. 2.2, kept in 3.1).
     max_length: int = config_field(4096, "Tokens per example, prompt and answer (paper: 4096).", ge=16)
     min_lr_ratio: float = config_field(0.0, "Cosine schedule floor as a share of the peak.", ge=0, lt=1)
     checkpoint_every: int = config_field(50, "Save a resumable fine-tuning state every N optimizer steps.", gt=0)
@@ -71,7 +66,7 @@ class RejectionSamplingConfig(SFTConfig, PolicyJobConfig):
 
 
 @dataclass
-class PPOConfig(PolicyJobConfig):
+class PPOConfig(PolicyJobConfig, AdamWConfig):
     # Llama 2 sec. 3.2.3 "Training Details": AdamW (0.9, 0.95, eps 1e-5), weight decay 0.1,
     # gradient clipping 1.0, constant lr 1e-6, batch 512, PPO clip 0.2, minibatch 64, one
     # gradient step per minibatch, beta 0.01 (7B, 13B) or 0.005 (34B, 70B), 200-400 iterations.
@@ -79,11 +74,6 @@ class PPOConfig(PolicyJobConfig):
     batch_size: int = config_field(512, "Rollouts per iteration (paper: 512).", ge=2)
     minibatch_size: int = config_field(64, "Rollouts per gradient step; one step per minibatch (paper: 64).", gt=0)
     learning_rate: float = config_field(1e-6, "Constant AdamW learning rate (paper: 1e-6).", gt=0)
-    adam_beta1: float = config_field(0.9, "AdamW beta1 (paper: 0.9).", ge=0, lt=1)
-    adam_beta2: float = config_field(0.95, "AdamW beta2 (paper: 0.95).", ge=0, lt=1)
-    adam_eps: float = config_field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
-    weight_decay: float = config_field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
-    max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)
     clip_range: float = config_field(0.2, "PPO ratio clip epsilon (paper: 0.2).", gt=0)
     kl_beta: float = config_field(0.01, "Per-token KL penalty to the initial policy (paper: 0.01; 0.005 for 34B/70B).", ge=0)
     gamma: float = config_field(1.0, "Discount over response tokens (not in the paper; TRL's 1.0).", ge=0, le=1)
