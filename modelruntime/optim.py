@@ -17,22 +17,18 @@ import torch
 # Every linear projection of a Llama block: attention and MLP (the LoRA paper's and QLoRA's choice).
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-# Llama 2's AdamW settings (sec. 2.2), for configs that do not carry their own yet.
-LLAMA2_ADAM = {"adam_beta1": 0.9, "adam_beta2": 0.95, "adam_eps": 1e-5}
-
 
 def optimizer_create(*, named_parameters, config) -> torch.optim.AdamW:
-    """AdamW over the parameters that require grad, with decay groups; reads `learning_rate`,
-    `weight_decay` and the Adam fields from `config`."""
+    """AdamW over the parameters that require grad, with decay groups; reads `learning_rate` and
+    the AdamWConfig fields (modelruntime/config.py) from `config`."""
     trainable = [(name, p) for name, p in named_parameters if p.requires_grad]
     decay = [p for _, p in trainable if p.ndim >= 2]
     no_decay = [p for _, p in trainable if p.ndim < 2]
-    adam = {name: getattr(config, name, default) for name, default in LLAMA2_ADAM.items()}
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate,
-        betas=(adam["adam_beta1"], adam["adam_beta2"]),
-        eps=adam["adam_eps"],
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_eps,
         fused=True,  # one kernel over all parameters: 10x faster steps than the default on CPU
     )
 

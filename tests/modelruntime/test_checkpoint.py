@@ -54,14 +54,18 @@ def test_a_planted_ppo_state_is_refused_on_resume_and_runs_nothing(tiny_model_pa
 
 
 def test_optimizer_schedule_and_rng_states_load_with_the_safe_loader(tmp_path):
+    from dataclasses import dataclass
+
     from modelruntime.checkpoint import rng_state, rng_state_restore, state_load, state_save
+    from modelruntime.config import AdamWConfig
     from modelruntime.optim import cosine_schedule, optimizer_create
 
-    class Config:
-        learning_rate, weight_decay = 1e-3, 0.1
+    @dataclass
+    class Config(AdamWConfig):
+        learning_rate: float = 1e-3
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    optimizer = optimizer_create(named_parameters=model.named_parameters(), config=Config)
+    optimizer = optimizer_create(named_parameters=model.named_parameters(), config=Config())
     schedule = cosine_schedule(optimizer, total_steps=10, warmup_steps=2, min_lr_ratio=0.1)
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()
@@ -82,3 +86,20 @@ def test_optimizer_schedule_and_rng_states_load_with_the_safe_loader(tmp_path):
     # Decay on the weight matrix only: the bias and both norm parameters are exempt.
     assert [len(g["params"]) for g in optimizer.param_groups] == [1, 3]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+
+
+def test_the_optimizer_takes_llama2s_adamw_settings_and_spares_norms_and_biases():
+    from dataclasses import dataclass
+
+    from modelruntime.config import AdamWConfig
+    from modelruntime.optim import optimizer_create
+
+    @dataclass
+    class Config(AdamWConfig):
+        learning_rate: float = 1e-5
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    decay, no_decay = optimizer_create(named_parameters=model.named_parameters(), config=Config()).param_groups
+    assert (decay["betas"], decay["eps"], decay["weight_decay"]) == ((0.9, 0.95), 1e-5, 0.1)  # Llama 2, sec. 2.2
+    assert [tuple(p.shape) for p in decay["params"]] == [(4, 4)]  # the weight matrix only
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 3  # bias, norm weight, norm bias
