@@ -233,3 +233,17 @@ def backend_for(version, *, model=None, tokenizer=None, batch_size: int = 64) ->
                              timeout_seconds=version.timeout_seconds)
     return LocalBackend(checkpoint_path=version.checkpoint_path, model=model, tokenizer=tokenizer,
                         batch_size=batch_size)
+
+
+def vllm_serve_command(*, name: str, checkpoint: str | Path, base: str | Path | None = None,
+                       lora_rank: int | None = None, host: str = "0.0.0.0", port: int = 8000) -> list[str]:
+    """The `vllm serve` command line that serves a Margin checkpoint under `name`.
+
+    A full checkpoint is served as itself; a LoRA adapter (`base` given) as vLLM's LoRA module
+    over its base model, so requests name the adapter and the base's weights are shared.
+    """
+    common = ["--host", host, "--port", str(port), "--dtype", "auto"]
+    if base is None:
+        return ["vllm", "serve", str(checkpoint), "--served-model-name", name, *common]
+    rank = ["--max-lora-rank", str(lora_rank)] if lora_rank else []
+    return ["vllm", "serve", str(base), *common, "--enable-lora", "--lora-modules", f"{name}={checkpoint}", *rank]

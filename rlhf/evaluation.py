@@ -8,25 +8,22 @@ No Django here.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Callable
 
-from rlhf.generation import SamplingConfig, sample_responses
+from rlhf.backends import GenerationBackend
+from rlhf.generation import SamplingConfig
 from rlhf.rewards import RewardFn
 
 TIE_TOLERANCE = 1e-6
 
 
-def answers(policy_path: Path | str, prompts: list[list[dict]], sampling: SamplingConfig) -> list[str]:
-    from modelruntime.modelstore import load_policy_cached
-
-    model, tokenizer = load_policy_cached(policy_path)
-    return [s[0].text for s in sample_responses(model, tokenizer, prompts, sampling, k=1)]
+def answers(backend: GenerationBackend, prompts: list[list[dict]], sampling: SamplingConfig) -> list[str]:
+    return [per_prompt[0].text for per_prompt in backend.generate(prompts, sampling)]
 
 
 def win_rate(
-    policy_path: Path | str,
-    against_path: Path | str,
+    policy: GenerationBackend,
+    against: GenerationBackend,
     prompts: list[list[dict]],
     reward_fn: RewardFn,
     temperature: float = 0.7,
@@ -39,9 +36,9 @@ def win_rate(
     progress = on_progress or (lambda step, line: None)
     sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     progress(0, "sampling the new version's answers")
-    new = answers(policy_path, prompts, sampling)
+    new = answers(policy, prompts, sampling)
     progress(1, "sampling the other version's answers")
-    old = answers(against_path, prompts, sampling)
+    old = answers(against, prompts, sampling)
     progress(2, "scoring both with the reward model")
     conversations = [p + [{"role": "assistant", "content": text}] for p, text in zip(prompts * 2, new + old)]
     scores = reward_fn(conversations)

@@ -29,6 +29,18 @@ def _policy_check(name, field):
         raise ValidationError({field: f"no policy version named {name!r}"})
 
 
+def _weights_check(name, field="policy"):
+    """Fine-tuning (rejection sampling, PPO) starts from the version's weights, even when a server
+    samples for it: a served model registered without a checkpoint cannot be trained here."""
+    from modelruntime.modelstore import checkpoint_is_complete
+    from rlhf.selectors import policy_version_resolve
+
+    version = policy_version_resolve(name)
+    if not checkpoint_is_complete(version.checkpoint_path):
+        raise ValidationError({field: f"{version.name!r} has no complete checkpoint in the model store to fine-tune "
+                                      f"(a served model: register it with --checkpoint DIR)"})
+
+
 def _project_check(name, field="project"):
     if name and not Project.objects.filter(name=name).exists():
         raise ValidationError({field: f"no project named {name!r}"})
@@ -79,6 +91,7 @@ def _prompts_check(config, split="train"):
 def _policy_job_params(config_class, config):
     cfg = _config_validate(config_class, config)
     _policy_check(cfg.policy, "policy")
+    _weights_check(cfg.policy)
     _project_check(cfg.project)
     _reward_models_check(cfg)
     _prompts_check(cfg)

@@ -47,8 +47,8 @@ def pair_temperatures():
 
 def generate_pair(job, on_progress):
     """Generate two responses to the dialogue so far and store them as a comparison."""
-    from modelruntime.modelstore import load_policy_cached
-    from rlhf.generation import SamplingConfig, generate_responses
+    from rlhf.backends import backend_for
+    from rlhf.generation import SamplingConfig
 
     params = job.params
     dialogue = Dialogue.objects.get(pk=params["dialogue_id"])
@@ -58,14 +58,18 @@ def generate_pair(job, on_progress):
     for step, (version, temperature) in enumerate(
         zip(policy_versions_for_pair(), pair_temperatures())
     ):
-        on_progress(step, 2, log_line=f"sampling from variant {step + 1} of 2")
-        model, tokenizer = load_policy_cached(version.checkpoint_path)
+        backend = backend_for(version)
+        on_progress(step, 2, log_line=f"sampling variant {step + 1} of 2 from {backend.describe()}")
         config = SamplingConfig(
             temperature=temperature,
             max_new_tokens=settings.MARGIN_MAX_NEW_TOKENS,
             seed=random.randrange(2**31),
         )
-        [text] = generate_responses(model, tokenizer, [messages], config)
+        # A server that is down or does not answer raises GenerationUnavailable here, before
+        # anything is stored: never a comparison with one response. The dialogue (the prompt)
+        # stays; the annotator's page says generation is unavailable.
+        [[generation]] = backend.generate([messages], config)
+        text = generation.text
         responses.append(
             {"text": text, "policy_version": version, "sampling": config.to_dict()}
         )

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 from modelruntime.checkpoint import DONE_MARKER, RESUME_DIR, config_check_same, folder_write_atomic, states_clear
+from rlhf.backends import GenerationBackend, LocalBackend
 from rlhf.config import RejectionSamplingConfig
-from rlhf.generation import SamplingConfig, sample_responses
+from rlhf.generation import SamplingConfig
 from rlhf.rewards import RewardFn
 
 SAMPLES_NAME = "rejection_samples.jsonl"  # the winners, saved beside the new policy's weights
@@ -62,12 +63,13 @@ def reward_vs_k(rewards: list[list[float]], temperature: float) -> list[dict]:
     ]
 
 
-def best_of_k(model, tokenizer, prompts, reward_fn: RewardFn, config: RejectionSamplingConfig, temperature: float):
-    """(the best sample per prompt as Winners, all rewards per prompt)."""
+def best_of_k(backend: GenerationBackend, prompts, reward_fn: RewardFn, config: RejectionSamplingConfig,
+              temperature: float):
+    """(the best sample per prompt as Winners, all rewards per prompt). A served policy gets the
+    K samples of a prompt as one request (n=K)."""
     sampling = SamplingConfig(temperature=temperature, top_p=config.top_p,
                               max_new_tokens=config.max_new_tokens, seed=config.seed)
-    samples = sample_responses(model, tokenizer, prompts, sampling, k=config.k,
-                               batch_size=config.generation_batch_size)
+    samples = backend.generate(prompts, sampling, k=config.k)
     conversations = [prompt + [{"role": "assistant", "content": s.text}]
                      for prompt, per_prompt in zip(prompts, samples) for s in per_prompt]
     flat = reward_fn(conversations)
@@ -119,8 +121,12 @@ def rejection_sample(
     on_progress: Callable[[int, int, dict | None, str | None], None] | None = None,
     device=None,
     metadata: dict | None = None,
+    backend: GenerationBackend | None = None,
 ) -> RejectionSamplingResult:
     """Sample, pick, (pool), fine-tune; the new policy is written to `out_dir` with its winners.
+
+    `backend` samples (a server serving `policy_path`'s weights); default: the in-process engine
+    on the model about to be fine-tuned.
 
     Resumable: the kept samples and then the fine-tuning state are saved in `<out_dir>-resume`;
     a call with the same `out_dir` continues from there and ends with the same model.
@@ -135,6 +141,7 @@ def rejection_sample(
     resume_dir = out_dir.with_name(f"{out_dir.name}-{RESUME_DIR}")
     temperatures = [config.temperature] + [t for t in config.curve_temperatures if t != config.temperature]
     model, tokenizer = load_policy(policy_path, device)
+    backend = backend or LocalBackend(model=model, tokenizer=tokenizer, batch_size=config.generation_batch_size)
     sampled = _samples_load(resume_dir, config)
     if sampled:
         curve, pooled = sampled
@@ -145,7 +152,7 @@ def rejection_sample(
         for number, temperature in enumerate(temperatures):
             progress(number, len(temperatures) + 1, None,
                      f"sampling {config.k} responses for each of {len(prompts)} prompts at temperature {temperature}")
-            best, rewards = best_of_k(model, tokenizer, prompts, reward_fn, config, temperature)
+            best, rewards = best_of_k(backend, prompts, reward_fn, config, temperature)
             curve += reward_vs_k(rewards, temperature)
             if temperature == config.temperature:
                 winners = best

@@ -58,6 +58,7 @@ def _version_store(*, job, name, kind, parent, checkpoint, config, data, metrics
 
 
 def rejection_sample_work(job, on_progress):
+    from rlhf.backends import LOCAL, backend_for
     from rlhf.config import RejectionSamplingConfig
     from rlhf.rejection_sampling import SAMPLES_NAME, rejection_sample, winners_load
 
@@ -74,6 +75,8 @@ def rejection_sample_work(job, on_progress):
         config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn_build(config, prompts),
         policy_dir(config.name) / "policy", previous=previous, on_progress=on_progress,
         metadata={"name": config.name, "parent": parent.name},
+        # A served parent samples on its server; the fine-tuning still needs its weights here.
+        backend=None if parent.backend == LOCAL else backend_for(parent),
     )
     data = {**_training_data(config, parent, prompts), "kept_samples": len(result.winners),
             "pooled_from": result.pooled_from, "samples_file": str(result.checkpoint / SAMPLES_NAME)}
@@ -113,6 +116,7 @@ def ppo_work(job, on_progress):
 
 
 def policy_evaluate_work(job, on_progress):
+    from rlhf.backends import backend_for
     from rlhf.config import PolicyEvaluationConfig
     from rlhf.evaluation import win_rate
 
@@ -123,7 +127,7 @@ def policy_evaluate_work(job, on_progress):
     prompts = policy_prompts(project_name=config.project, split="heldout", heldout_fraction=fraction,
                              limit=config.max_prompts)
     on_progress(0, 3, log_line=f"{version.name} against {against.name} on {len(prompts)} held-out prompts")
-    result = win_rate(version.checkpoint_path, against.checkpoint_path, [p.messages for p in prompts],
+    result = win_rate(backend_for(version), backend_for(against), [p.messages for p in prompts],
                       reward_fn_build(config, prompts), temperature=config.temperature,
                       max_new_tokens=config.max_new_tokens, seed=config.seed,
                       on_progress=lambda step, log_line: on_progress(step, 3, log_line=log_line))
@@ -142,9 +146,9 @@ def samples_publish_work(job, on_progress):
     Dialogues that already have a comparison in that batch are skipped, so a retried job adds no
     duplicates.
     """
-    from modelruntime.modelstore import load_policy_cached
+    from rlhf.backends import backend_for
     from rlhf.config import PublishSamplesConfig
-    from rlhf.generation import SamplingConfig, sample_responses
+    from rlhf.generation import SamplingConfig
 
     config = PublishSamplesConfig.from_dict(job.params["config"])
     batch = Batch.objects.filter(project__name=config.project, is_open=True).order_by("-number").first()
@@ -158,10 +162,11 @@ def samples_publish_work(job, on_progress):
     prompts = [d.messages(upto=1) for d in dialogues]
     answers = []
     for step, (version, temperature) in enumerate(zip(versions, (config.temperature_a, config.temperature_b))):
-        on_progress(step, 3, log_line=f"sampling {len(prompts)} responses from {version.name} at temperature {temperature}")
-        model, tokenizer = load_policy_cached(version.checkpoint_path)
+        backend = backend_for(version)
+        on_progress(step, 3, log_line=f"sampling {len(prompts)} responses from {version.name} "
+                                       f"({backend.describe()}) at temperature {temperature}")
         sampling = SamplingConfig(temperature=temperature, max_new_tokens=config.max_new_tokens, seed=config.seed + step)
-        samples = sample_responses(model, tokenizer, prompts, sampling, k=1)
+        samples = backend.generate(prompts, sampling)  # all of them before any comparison is stored
         answers.append([{"text": s[0].text, "policy_version": version, "model_name": version.name,
                          "sampling": sampling.to_dict()} for s in samples])
     created = []

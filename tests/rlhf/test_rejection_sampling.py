@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from modelruntime.modelstore import checkpoint_is_complete, load_policy
+from rlhf.backends import LocalBackend
 from rlhf.config import RejectionSamplingConfig, SFTConfig
 from rlhf.generation import chat_prompt
 from rlhf.rejection_sampling import (
@@ -45,7 +46,8 @@ def test_best_of_k_keeps_the_highest_reward_sample(tiny_lm):
     model, tokenizer = tiny_lm
     config = RejectionSamplingConfig(k=6, max_new_tokens=8, temperature=1.0)
 
-    winners, rewards = best_of_k(model, tokenizer, PROMPTS, characters, config, temperature=1.0)
+    winners, rewards = best_of_k(LocalBackend(model=model, tokenizer=tokenizer), PROMPTS, characters, config,
+                                 temperature=1.0)
 
     assert [len(r) for r in rewards] == [6, 6, 6]
     for winner, scores in zip(winners, rewards):

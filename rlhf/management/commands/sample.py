@@ -65,12 +65,13 @@ class Command(BaseCommand):
         parser.add_argument("--top-p", type=float, default=0.9)
         parser.add_argument("--max-new-tokens", type=int, default=128)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call")
+        parser.add_argument("--batch-size", type=int, default=64, help="rows per generate call (local engine)")
         parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")
 
     def handle(self, *args, **options):
-        from modelruntime.modelstore import ModelStoreError, checkpoint_is_complete, load_policy
-        from rlhf.generation import SamplingConfig, sample_responses
+        from modelruntime.modelstore import ModelStoreError, checkpoint_is_complete
+        from rlhf.backends import GenerationUnavailable, LocalBackend, backend_for
+        from rlhf.generation import SamplingConfig
 
         if options["k"] < 1:
             raise CommandError(f"--k must be >= 1, got {options['k']}")
@@ -91,23 +92,21 @@ class Command(BaseCommand):
             raise CommandError("no prompts to sample from")
         policy = options["policy"]
         if policy and checkpoint_is_complete(policy):
-            path, name = policy, policy
+            backend, name = LocalBackend(checkpoint_path=policy, batch_size=options["batch_size"]), policy
         else:
             try:
                 version = policy_version_resolve(policy)
             except PolicyVersion.DoesNotExist:
                 raise CommandError(f"--policy: no policy version or checkpoint named {policy!r}") from None
-            path, name = version.checkpoint_path, version.name
+            backend, name = backend_for(version, batch_size=options["batch_size"]), version.name
         try:
-            model, tokenizer = load_policy(path)
             with tqdm(total=len(prompts) * options["k"], desc="sampling", unit="response") as bar:
-                def on_batch(done, total):
+                def on_progress(done, total):
                     bar.n = done
                     bar.refresh()
 
-                samples = sample_responses(model, tokenizer, prompts, sampling, k=options["k"],
-                                           batch_size=options["batch_size"], on_batch=on_batch)
-        except (ModelStoreError, ValueError) as bad:
+                samples = backend.generate(prompts, sampling, k=options["k"], on_progress=on_progress)
+        except (ModelStoreError, ValueError, GenerationUnavailable) as bad:
             raise CommandError(str(bad)) from bad
         options["out"].parent.mkdir(parents=True, exist_ok=True)
         with open(options["out"], "w") as out:
