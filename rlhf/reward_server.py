@@ -13,8 +13,8 @@ are optional. Each text is split into messages at the reward model's chat-templa
              filtering expects; a label "safety" marks a safety prompt, which takes R_s always;
     one RM:  rewards = its raw score; scores = its sigmoid.
 Rewards are not whitened here: Llama 2 whitens over the PPO batch, and OpenRLHF sends one
-rollout per request, so the trainer normalises (OpenRLHF: --reward.normalize_enable, advantage
-whitening). One worker thread scores for every connection (a scorer is not thread-safe, and one
+rollout per request, so the trainer normalises over its batch (OpenRLHF's advantage
+normalisation). One worker thread scores for every connection (a scorer is not thread-safe, and one
 model copy serves all); requests that arrive together are merged up to the maximum batch size.
 """
 
