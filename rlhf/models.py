@@ -18,7 +18,10 @@ class PolicyVersion(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
-    checkpoint_path = models.CharField(max_length=500)
+    checkpoint_path = models.CharField(
+        max_length=500, blank=True,
+        help_text="Its weights in the model store; empty for a served model registered without them.",
+    )
     is_active = models.BooleanField(
         default=True, help_text="Active versions write the responses of new comparisons."
     )
