@@ -1,5 +1,7 @@
 """RLHF: policy versions (SFT, RLHF-V1, V2, ...) and their lineage."""
 
+from urllib.parse import urlparse
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -45,7 +47,8 @@ class PolicyVersion(models.Model):
         max_length=16, choices=[(LOCAL, "Local engine (in-process)"), (OPENAI, "OpenAI-compatible server")],
         default=LOCAL, help_text="Local: this worker's engine on the checkpoint. OpenAI: a vLLM / SGLang / TGI server.",
     )
-    openai_base_url = models.URLField(
+    # Not a URLField: its validator wants a dotted domain, and servers sit at http://vllm:8000/v1.
+    openai_base_url = models.CharField(
         "base URL", max_length=300, blank=True, help_text="The server's API root, e.g. http://gpu-1:8000/v1",
     )
     served_model = models.CharField(max_length=200, blank=True, help_text="The model name the server serves it under.")
@@ -67,6 +70,10 @@ class PolicyVersion(models.Model):
 
     def clean(self):
         errors = {}
+        if self.openai_base_url:
+            url = urlparse(self.openai_base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                errors["openai_base_url"] = f"{self.openai_base_url!r} is not an http(s) URL like http://gpu-1:8000/v1"
         if self.backend == OPENAI:
             if not self.openai_base_url:
                 errors["openai_base_url"] = "an OpenAI-compatible backend needs the server's base URL"
