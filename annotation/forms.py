@@ -30,8 +30,16 @@ class BannerErrorsMixin:
         return cleaned
 
 
+UNSAFE_OVER_SAFE = (
+    "You chose the response you labelled unsafe over one you labelled safe. The guidelines ask "
+    "you to prefer a safe response; if you still think this one is better, tick the box and "
+    "submit again."
+)
+
+
 class JudgmentForm(BannerErrorsMixin, forms.Form):
-    """The annotator's answer in the order shown: left / right."""
+    """The annotator's answer in the order shown: left / right (or a tie where the project
+    allows one)."""
 
     banner_fields = ("rationale",)
 
@@ -41,8 +49,8 @@ class JudgmentForm(BannerErrorsMixin, forms.Form):
     )
     strength = forms.ChoiceField(
         choices=Strength.choices,
+        required=False,
         error_messages={
-            "required": "Say how much better (keys A S D F).",
             "invalid_choice": "Unknown strength %(value)s; pick one of the four levels.",
         },
     )
@@ -55,14 +63,37 @@ class JudgmentForm(BannerErrorsMixin, forms.Form):
     rationale = forms.CharField(
         required=False, max_length=4000, label="Rationale", widget=forms.Textarea(attrs={"rows": 2})
     )
+    # Safety projects: choosing an unsafe response over a safe one is allowed, once confirmed.
+    confirm_unsafe = forms.BooleanField(required=False, label="Yes, the unsafe one is better")
+    # Set on the pair the annotator generated from "Write a prompt": after it, continue that dialogue.
+    then_continue = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
         self.project = project
+        if project.allow_tie:
+            self.fields["choice"].choices += [("tie", "Tie / both bad")]
+            self.fields["choice"].error_messages["required"] = (
+                "Pick the better response (key 1 or 2), or a tie (key 3)."
+            )
         if project.is_safety:
             for name in ("left_safe", "right_safe"):
                 self.fields[name].required = True
                 self.fields[name].error_messages["required"] = "Label this response safe or unsafe."
+
+    def clean(self):
+        cleaned = super().clean()
+        choice = cleaned.get("choice")
+        if choice == "tie":
+            cleaned["strength"] = ""  # a tie has no "how much better"
+        elif choice and not cleaned.get("strength") and "strength" not in self.errors:
+            self.add_error("strength", "Say how much better (keys A S D F).")
+        sides = {"left": cleaned.get("left_safe"), "right": cleaned.get("right_safe")}
+        if choice in sides and not cleaned.get("confirm_unsafe"):
+            other = sides["right" if choice == "left" else "left"]
+            if sides[choice] is False and other is True:
+                self.add_error("confirm_unsafe", UNSAFE_OVER_SAFE)
+        return cleaned
 
 
 class SkipForm(forms.Form):

@@ -16,6 +16,7 @@ from annotation.models import (
     Project,
     Turn,
 )
+from margin.models import Job
 
 
 def comparisons_available_for(*, annotator, project, now=None):
@@ -126,12 +127,102 @@ def projects_for_annotator(*, annotator):
     return rows
 
 
+def progress_for(*, annotator, project, showing=False):
+    """What is left for the annotator in the project's open batches, and what they did today.
+
+    `showing`: a comparison is on screen, leased to them, so the queue no longer counts it.
+    """
+    today = timezone.now() - timedelta(hours=24)
+    left = comparisons_available_for(annotator=annotator, project=project).count()
+    return {
+        "left": left + (1 if showing else 0),
+        "batches": ", ".join(str(b) for b in project.batches.filter(is_open=True)),
+        "judged_today": Judgment.objects.filter(
+            annotator=annotator, comparison__batch__project=project, created_at__gte=today
+        ).count(),
+    }
+
+
+def judgment_shown(*, judgment):
+    """A judgment as its annotator saw it: left / right (or tie), safety labels per side."""
+    a_on_left = judgment.a_on_left is not False  # imports have no order: A is "left"
+    sides = ("a", "b") if a_on_left else ("b", "a")
+    labels = {True: "safe", False: "unsafe", None: None}
+    a_safe, b_safe = labels[judgment.response_a_safe], labels[judgment.response_b_safe]
+    if judgment.choice == Judgment.Choice.TIE:
+        choice = "tie"
+    else:
+        choice = "left" if judgment.choice == sides[0] else "right"
+    return {
+        "choice": choice,
+        "strength": judgment.strength,
+        "left_safe": a_safe if a_on_left else b_safe,
+        "right_safe": b_safe if a_on_left else a_safe,
+        "rationale": judgment.rationale,
+    }
+
+
 def judgments_of(*, annotator):
     return (
         Judgment.objects.filter(annotator=annotator)
         .select_related("comparison__batch__project")
         .order_by("-created_at")
     )
+
+
+def skips_of(*, annotator):
+    return (
+        Assignment.objects.filter(annotator=annotator, status=Assignment.Status.SKIPPED)
+        .select_related("comparison__batch__project")
+        .order_by("-served_at")
+    )
+
+
+def demonstrations_of(*, annotator):
+    return (
+        Demonstration.objects.filter(annotator=annotator)
+        .select_related("dialogue__project")
+        .order_by("-created_at")
+    )
+
+
+def judgment_detail_for(*, judgment):
+    """The detail page: the dialogue up to the prompt and both responses in the order shown."""
+    comparison = judgment.comparison
+    turns = list(comparison.dialogue.turns.all()[: comparison.context_length])
+    a, b = comparison.response_a.text, comparison.response_b.text
+    left, right = (b, a) if judgment.a_on_left is False else (a, b)
+    return {
+        "judgment": judgment,
+        "shown": judgment_shown(judgment=judgment),
+        "history": turns[:-1],
+        "prompt": turns[-1] if turns else None,
+        "left_text": left,
+        "right_text": right,
+    }
+
+
+def pair_job_pending_for(*, annotator, project):
+    """The annotator's pair still generating in this project (a reload finds it again)."""
+    generating = Job.objects.filter(
+        kind=Job.Kind.GENERATE_PAIR,
+        created_by=annotator,
+        state__in=(Job.State.QUEUED, Job.State.RUNNING),
+    ).order_by("-created_at")
+    for job in generating:  # a few at most: MARGIN_MAX_OPEN_GENERATIONS
+        if Dialogue.objects.filter(pk=job.params.get("dialogue_id"), project=project).exists():
+            return job
+    return None
+
+
+def pair_job_prompt(*, job):
+    """The message the annotator wrote for this generation (the dialogue's last user turn)."""
+    turn = (
+        Turn.objects.filter(dialogue_id=job.params.get("dialogue_id"), role=Turn.Role.USER)
+        .order_by("-index")
+        .first()
+    )
+    return turn.content if turn else ""
 
 
 def judgment_get_for_annotator(*, annotator, judgment_id):

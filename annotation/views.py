@@ -4,6 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
@@ -15,17 +17,23 @@ TASK = "annotation/_task.html"
 MAX_ID = 2**63 - 1  # the largest primary key a database row can have
 
 
-def _task_context(user, project, *, assignment=None, form=None, error=None, status=200):
-    """Context for the #task fragment: the annotator's current comparison, or why there is none."""
-    if assignment is None and error is None:
+def _task_context(user, project, *, assignment=None, form=None, error=None, serve=True, **extra):
+    """Context for the #task fragment: the annotator's current comparison, or why there is none,
+    with their progress; `extra` adds the banners (saved, undone, undo_error...). `serve=False`
+    shows only what is already theirs (a refused request changes nothing)."""
+    if assignment is None and error is None and serve:
         try:
             assignment = services.assignment_next(annotator=user, project=project)
         except services.AnnotationError as refusal:
             error = str(refusal)
-    context = {"project": project, "error": error, "skip_reasons": SKIP_REASONS}
+    context = {"project": project, "error": error, "skip_reasons": SKIP_REASONS, **extra}
     if assignment is not None:
         context.update(selectors.comparison_context_for(assignment=assignment))
         context["form"] = form or JudgmentForm(project=project)
+    if error is None:
+        context["progress"] = selectors.progress_for(
+            annotator=user, project=project, showing=assignment is not None
+        )
     return context
 
 
@@ -56,6 +64,12 @@ def _assignment_or_404(user, comparison_id):
 
 def _active_project(project_id):
     return get_object_or_404(Project, pk=project_id, is_active=True)
+
+
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages without our <link rel="icon"> (the admin's)."""
+    return redirect(static("margin/favicon.svg"), permanent=True)
 
 
 @login_required
@@ -102,11 +116,15 @@ def judge(request, comparison_id):
         # 422 with the bound form: everything typed comes back to the annotator.
         context = _task_context(request.user, project, assignment=assignment, form=form)
         return _render_task(request, context, status=422)
-    if assignment.comparison.reserved_for_id == request.user.pk:
+    own_pair = assignment.comparison.reserved_for_id == request.user.pk
+    if own_pair and form.cleaned_data["then_continue"]:
         return _render_continue(request, assignment.comparison)
+    saved = {"choice": form.cleaned_data["choice"], "strength": judgment.get_strength_display()}
+    context = _task_context(request.user, project, saved=saved)
+    if own_pair:  # judged from the queue: continuing stays one link away
+        context["continue_from"] = assignment.comparison
     if getattr(judgment, "attention_failed", False):
         # An attention check was missed: say so (warn policy) or show the pause (block policy).
-        context = _task_context(request.user, project)
         context["attention_warning"] = (
             "That was an attention check with a clear answer, and your choice missed it. "
             "Please read both responses fully before judging."
@@ -114,7 +132,7 @@ def judge(request, comparison_id):
         return _render_task(request, context)
     if not request.htmx:
         return redirect("annotation:compare", project_id=project.pk)
-    return _render_task(request, _task_context(request.user, project))
+    return _render_task(request, context)
 
 
 @login_required
@@ -143,7 +161,7 @@ def skip(request, comparison_id):
         return _render_task(request, context, status=422)
     if not request.htmx:
         return redirect("annotation:compare", project_id=project.pk)
-    return _render_task(request, _task_context(request.user, project))
+    return _render_task(request, _task_context(request.user, project, skipped=True))
 
 
 @login_required
@@ -152,11 +170,22 @@ def undo(request, project_id):
     project = _active_project(project_id)
     try:
         assignment = services.judgment_undo_last(annotator=request.user, project=project)
+    except services.AnnotationAccessError as refusal:
+        return _render_refusal(request, project, refusal)
     except services.AnnotationError as refusal:
-        return _render_task(request, _task_context(request.user, project, error=str(refusal)), 422)
+        # Say why, and keep the comparison they hold on screen: undo never leaves a dead end.
+        held = selectors.assignment_open_for(annotator=request.user, project=project)
+        context = _task_context(
+            request.user, project, assignment=held, serve=False, undo_error=str(refusal)
+        )
+        return _render_task(request, context, 422)
     if not request.htmx:
         return redirect("annotation:compare", project_id=project.pk)
-    return _render_task(request, _task_context(request.user, project, assignment=assignment))
+    shown = selectors.judgment_shown(judgment=assignment.undone_judgment)
+    form = JudgmentForm(project=project, initial=shown)
+    undone = {**shown, "strength": assignment.undone_judgment.get_strength_display()}
+    context = _task_context(request.user, project, assignment=assignment, form=form, undone=undone)
+    return _render_task(request, context)
 
 
 # --- write a prompt, generate a pair, compare, continue the dialogue ------------------------------
@@ -164,7 +193,13 @@ def undo(request, project_id):
 
 def _render_generating(request, job, status=200):
     template = "annotation/_task_generating.html" if request.htmx else "annotation/write.html"
-    return render(request, template, {"job": job, "project": job_project(job)}, status=status)
+    context = {
+        "job": job,
+        "project": job_project(job),
+        "pending_prompt": selectors.pair_job_prompt(job=job),
+        "elapsed_seconds": int((timezone.now() - job.created_at).total_seconds()),
+    }
+    return render(request, template, context, status=status)
 
 
 def job_project(job):
@@ -181,11 +216,22 @@ def _render_continue(request, comparison, form=None, status=200):
     return render(request, template, context, status=status)
 
 
+def _render_write_form(request, project, form, *, refusal=None, status=200, notice=None):
+    template = "annotation/_write_form.html" if request.htmx else "annotation/write.html"
+    context = {"project": project, "form": form, "refusal": refusal, "notice": notice}
+    return render(request, template, context, status=status)
+
+
 @login_required
 def write(request, project_id):
     project = _active_project(project_id)
     form = PromptForm(request.POST if request.method == "POST" else None)
     refusal = _access_refusal(request.user, project)
+    if request.method == "GET" and refusal is None:
+        # A reload while a pair generates finds it again, with its prompt and status.
+        job = selectors.pair_job_pending_for(annotator=request.user, project=project)
+        if job is not None:
+            return _render_generating(request, job)
     if refusal is None and request.method == "POST" and form.is_valid():
         try:
             job = services.dialogue_start(
@@ -199,17 +245,16 @@ def write(request, project_id):
         else:
             return _render_generating(request, job)
     status = 422 if form.errors or (refusal and request.method == "POST") else 200
-    template = "annotation/_write_form.html" if request.htmx else "annotation/write.html"
-    context = {"project": project, "form": form, "refusal": refusal}
-    return render(request, template, context, status=status)
+    return _render_write_form(request, project, form, refusal=refusal, status=status)
 
 
 @login_required
-@require_POST
 def continue_dialogue(request, comparison_id):
     comparison = get_object_or_404(
         Comparison, pk=comparison_id, judgments__annotator=request.user
     )
+    if request.method != "POST":  # the link from the queue's "Saved" banner
+        return _render_continue(request, comparison)
     form = PromptForm(request.POST)
     if form.is_valid():
         try:
@@ -227,17 +272,35 @@ def continue_dialogue(request, comparison_id):
     return _render_continue(request, comparison, form=form, status=422)
 
 
+def _generation_job(user, job_id):
+    if job_id > MAX_ID:
+        raise Http404("No such job.")
+    return get_object_or_404(Job, pk=job_id, kind=Job.Kind.GENERATE_PAIR, created_by=user)
+
+
 @login_required
 @require_GET
 def pair_status(request, job_id):
     """Polled while the worker generates; swaps in the comparison and stops polling (286)."""
-    job = get_object_or_404(Job, pk=job_id, kind=Job.Kind.GENERATE_PAIR, created_by=request.user)
+    return _pair_status_response(request, _generation_job(request.user, job_id))
+
+
+def _pair_status_response(request, job):
     if not job.is_finished:
         return _render_generating(request, job)
     project = job_project(job)
     if job.state != Job.State.SUCCEEDED:
-        error = "Generating the responses failed; write the prompt again or tell staff."
-        return _render_task(request, _task_context(request.user, project, error=error), 286)
+        # The typed prompt comes back in the form, so nothing the annotator wrote is lost.
+        form = PromptForm(initial={"prompt": selectors.pair_job_prompt(job=job)})
+        notice = (
+            "You cancelled the generation; your prompt is below to send again."
+            if job.state == Job.State.CANCELLED
+            else "Generating the responses failed; your prompt is below to try again, "
+            "or tell staff if it keeps failing."
+        )
+        if job.error.startswith("GenerationUnavailable"):  # rlhf/backends.py: the model server is away
+            notice = "Generation is unavailable, your prompt is kept: send it again later, or tell staff."
+        return _render_write_form(request, project, form, status=286, notice=notice)
     comparison = Comparison.objects.get(pk=job.result["comparison_id"])
     try:
         assignment = services.assignment_take_reserved(
@@ -247,9 +310,18 @@ def pair_status(request, job_id):
         return _render_refusal(request, project, refusal, status=286)
     if assignment.status == Assignment.Status.SUBMITTED:
         return _render_continue(request, comparison, status=286)
-    return _render_task(
-        request, _task_context(request.user, project, assignment=assignment), status=286
-    )
+    context = _task_context(request.user, project, assignment=assignment)
+    context["form"].initial["then_continue"] = True  # from "Write a prompt": continue after it
+    return _render_task(request, context, status=286)
+
+
+@login_required
+@require_POST
+def pair_cancel(request, job_id):
+    job = _generation_job(request.user, job_id)
+    services.pair_generation_cancel(annotator=request.user, job=job)
+    # A queued job ends at once; a running one at its next step, so the page keeps polling.
+    return _pair_status_response(request, job)
 
 
 # --- demonstrations and the annotator's own work --------------------------------------------------
@@ -292,14 +364,22 @@ def demonstrate(request, project_id):
 @login_required
 @require_GET
 def my_judgments(request):
-    judgments = selectors.judgments_of(annotator=request.user)[:200]
-    return render(request, "annotation/judgments.html", {"judgments": judgments})
+    user = request.user
+    judgments = list(selectors.judgments_of(annotator=user)[:200])
+    context = {
+        "rows": [(j, selectors.judgment_shown(judgment=j)) for j in judgments],
+        "skips": selectors.skips_of(annotator=user)[:200],
+        "demonstrations": selectors.demonstrations_of(annotator=user)[:200],
+    }
+    return render(request, "annotation/judgments.html", context)
 
 
 @login_required
 @require_GET
 def my_judgment(request, judgment_id):
+    if judgment_id > MAX_ID:
+        raise Http404("No such judgment of yours.")
     judgment = selectors.judgment_get_for_annotator(
         annotator=request.user, judgment_id=judgment_id
     )
-    return render(request, "annotation/judgment.html", {"judgment": judgment})
+    return render(request, "annotation/judgment.html", selectors.judgment_detail_for(judgment=judgment))

@@ -18,7 +18,12 @@ from annotation.services.assignment import (
 from annotation.services.audit import audit_record
 from annotation.services.batches import batch_close, batch_current, batch_open
 from annotation.services.comparisons import comparison_create
-from annotation.services.dialogues import demonstration_submit, dialogue_continue, dialogue_start
+from annotation.services.dialogues import (
+    demonstration_submit,
+    dialogue_continue,
+    dialogue_start,
+    pair_generation_cancel,
+)
 from annotation.services.imports import (
     dialogue_create,
     judgments_import,
@@ -57,6 +62,7 @@ __all__ = [
     "judgment_submit",
     "judgment_undo_last",
     "judgments_import",
+    "pair_generation_cancel",
     "project_create",
     "project_update",
     "staging_area_create",

@@ -11,7 +11,7 @@ from annotation.services.access import AnnotationError, annotator_access_check
 from annotation.services.assignment import rows_lock
 from annotation.services.audit import audit_record
 from annotation.services.batches import batch_current
-from margin.jobs import job_create
+from margin.jobs import job_cancel_request, job_create
 from margin.models import Job
 
 
@@ -102,6 +102,19 @@ def dialogue_continue(*, annotator, comparison_id, prompt):
         Turn.objects.create(dialogue=dialogue, index=index + 1, role=Turn.Role.USER, content=prompt)
         job = _pair_generation_request(dialogue=dialogue, annotator=annotator)
         audit_record(actor=annotator, verb="dialogue_continue", obj=dialogue, job=job.pk)
+    return job
+
+
+def pair_generation_cancel(*, annotator, job):
+    """The annotator stops their pair's generation: a queued job ends at once, a running one at
+    its next progress report. Their prompt stays on the dialogue to be written again."""
+    if job.created_by_id != annotator.pk or job.kind != Job.Kind.GENERATE_PAIR:
+        raise AnnotationError("This generation is not yours to cancel.")
+    if job.is_finished:
+        return job
+    with transaction.atomic():
+        job_cancel_request(job=job)
+        audit_record(actor=annotator, verb="pair_generation_cancel", obj=job)
     return job
 
 

@@ -8,6 +8,7 @@ from annotation.models import (
     AnnotatorProfile,
     Assignment,
     AttentionPolicy,
+    AuditEvent,
     Comparison,
     Dialogue,
     Judgment,
@@ -20,9 +21,12 @@ from annotation.services.audit import audit_record
 
 def _validate_judgment(*, project, chosen_side, strength, left_safe, right_safe):
     errors = {}
-    if chosen_side not in ("left", "right"):
+    tie = chosen_side == "tie" and project.allow_tie
+    if chosen_side not in ("left", "right") and not tie:
         errors["choice"] = "Pick the better response (left or right)."
-    if strength not in Strength.values:
+    if tie and strength:
+        errors["strength"] = "A tie has no strength; leave it empty."
+    elif not tie and strength not in Strength.values:
         errors["strength"] = f"Unknown strength {strength!r}; pick one of the four levels."
     if project.is_safety:
         for field, value in (("left_safe", left_safe), ("right_safe", right_safe)):
@@ -46,6 +50,7 @@ def judgment_submit(
 
     The choice and safety labels arrive in the order shown (left / right) and are stored against
     the comparison's own A / B, with the order recorded, so the random swap never leaks into data.
+    `chosen_side` "tie" (projects with allow_tie only) takes no strength.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -79,14 +84,18 @@ def judgment_submit(
                 "your answer was not saved. Take the next one."
             )
         chose_left = chosen_side == "left"
+        if chosen_side == "tie":
+            choice = Judgment.Choice.TIE  # stored as imported ties are: the RM builder skips it
+        else:
+            choice = "a" if chose_left == assignment.a_on_left else "b"
         a_safe, b_safe = (left_safe, right_safe) if assignment.a_on_left else (right_safe, left_safe)
         try:
             judgment = Judgment.objects.create(
                 comparison=comparison,
                 annotator=annotator,
                 assignment=assignment,
-                choice="a" if chose_left == assignment.a_on_left else "b",
-                strength=strength,
+                choice=choice,
+                strength=strength or "",
                 response_a_safe=a_safe if project.is_safety else None,
                 response_b_safe=b_safe if project.is_safety else None,
                 a_on_left=assignment.a_on_left,
@@ -125,7 +134,8 @@ def _attention_check(*, judgment, project):
 def judgment_undo_last(*, annotator, project):
     """Take back the annotator's newest judgment in this project while its batch is open.
 
-    The comparison is leased to them again, so it comes back as their current task. A judgment
+    The comparison is leased to them again, so it comes back as their current task, with the
+    undone judgment on `assignment.undone_judgment`. One step only (_undone_since). A judgment
     whose dialogue they continued is refused (issue 15 item 4): its choice is already the next
     turn's context, with a pair generated (and maybe judged) on it, so taking it back would leave
     that dialogue built on a choice no longer made; rolling the continuation back instead would
@@ -149,11 +159,17 @@ def judgment_undo_last(*, annotator, project):
                 "You continued this dialogue from your last judgment, so its choice is now the "
                 "context of the next turn; it can no longer be undone."
             )
+        if _undone_since(judgment=judgment, project=project):
+            raise AnnotationError(
+                "Undo goes back one judgment: submit the comparison you took back first, "
+                "then you can undo that one again."
+            )
         assignment = judgment.assignment
         audit_record(
             actor=annotator,
             verb="judgment_undo",
             obj=judgment,
+            project=project.pk,
             choice=judgment.choice,
             strength=judgment.strength,
         )
@@ -162,7 +178,19 @@ def judgment_undo_last(*, annotator, project):
         assignment.served_at = now
         assignment.expires_at = lease_end(project, now)
         assignment.save(update_fields=["status", "served_at", "expires_at"])
+    assignment.undone_judgment = judgment  # deleted, its answers still on it: the form refills
     return assignment
+
+
+def _undone_since(*, judgment, project):
+    """Whether the annotator undid a judgment in this project after making `judgment`: undo goes
+    one step back, so repeated undos never walk the queue back to a screen with nothing on it."""
+    return AuditEvent.objects.filter(
+        actor=judgment.annotator,
+        verb="judgment_undo",
+        data__project=project.pk,
+        created_at__gte=judgment.created_at,
+    ).exists()
 
 
 def _judgment_continued(judgment):

@@ -1,5 +1,6 @@
-// Keyboard-first judging: 1/2 pick a side, A S D F the strength, Q/W and O/P the safety labels,
-// Enter submits, K jumps to the skip reason, U undoes, ? opens the guidelines.
+// Keyboard-first judging: 1/2 pick a side (3 a tie where allowed), A S D F the strength, Q/W and
+// O/P the safety labels, Enter submits, K jumps to the skip reason, U undoes, R shows the raw
+// text, ? opens the guidelines.
 (function () {
   const STRENGTH_KEYS = { a: 0, s: 1, d: 2, f: 3 };
   const SAFETY_KEYS = {
@@ -16,6 +17,36 @@
     return target.closest("textarea, input:not([type=radio]):not([type=checkbox]), select");
   }
 
+  // Enter on a focused link or button (Tab to "Undo", Enter) is that control's own action.
+  function onOtherControl(target) {
+    return target.closest("a[href], button, summary, select, [contenteditable]");
+  }
+
+  // Raw text or rendered Markdown, one choice for every page, kept across swaps and reloads.
+  const RAW_KEY = "margin.showRaw";
+  function rawShow(on) {
+    document.documentElement.classList.toggle("show-raw", on);
+    try { localStorage.setItem(RAW_KEY, on ? "1" : ""); } catch (e) { /* private mode */ }
+    document.querySelectorAll("#raw-toggle").forEach((button) => {
+      button.setAttribute("aria-pressed", String(on));
+      button.firstChild.textContent = on ? "Show formatted text " : "Show raw text ";
+    });
+  }
+  function rawShown() { return document.documentElement.classList.contains("show-raw"); }
+  try { if (localStorage.getItem(RAW_KEY)) { document.documentElement.classList.add("show-raw"); } } catch (e) { /* private mode */ }
+  document.addEventListener("DOMContentLoaded", () => rawShow(rawShown()));
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("#raw-toggle")) { rawShow(!rawShown()); }
+  });
+
+  // After the next comparison swaps in, start reading it from the top of its dialogue.
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const task = document.getElementById("task");
+    rawShow(rawShown());
+    if (!task || event.detail.target.id !== "task") { return; }
+    if (task.getBoundingClientRect().top < 0) { task.scrollIntoView({ block: "start" }); }
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey && event.key === "Enter" && typing(event.target)) {
       event.target.form && event.target.form.requestSubmit();
@@ -31,9 +62,12 @@
       return;
     }
     if (key === "u") { document.getElementById("undo-button")?.click(); return; }
+    if (key === "r" && document.getElementById("raw-toggle")) { rawShow(!rawShown()); return; }
     if (!form) { return; }
+    if (key === "enter" && onOtherControl(event.target)) { return; }
     if (key === "1") { check(form, "choice", "left"); }
     else if (key === "2") { check(form, "choice", "right"); }
+    else if (key === "3") { check(form, "choice", "tie"); }
     else if (key in STRENGTH_KEYS) {
       const inputs = form.querySelectorAll('input[name="strength"]');
       inputs[STRENGTH_KEYS[key]].checked = true;

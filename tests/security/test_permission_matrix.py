@@ -171,10 +171,16 @@ def matrix(world):
             annotator("post", a("skip", open_comparison), ok=422, own=False),
         ],
         "comparisons/<int:comparison_id>/continue/": [
-            post_only(a("continue", judged)),
+            annotator("get", a("continue", judged), own=False),  # the continue form, again
             annotator("post", a("continue", judged), ok=422, own=False),
         ],
         "jobs/<int:job_id>/pair/": [annotator("get", a("pair_status", world["pair_job"].pk), own=False)],
+        "jobs/<int:job_id>/pair/cancel/": [
+            post_only(a("pair_cancel", world["pair_job"].pk)),
+            Case("post", a("pair_cancel", world["pair_job"].pk),
+                 {role: 404 for role in ROLES} | {"anonymous": LOGIN, "owner": IN}, last=1),
+        ],
+        "favicon.ico": [Case("get", a("favicon"), {role: IN for role in ROLES})],
         "my/judgments/": [annotator("get", a("my_judgments"))],
         "my/judgments/<int:judgment_id>/": [annotator("get", a("my_judgment", world["judgment"].pk), own=False)],
         # --- dashboard: staff; reading needs VIEW_DASHBOARD, each action its own permission
