@@ -213,6 +213,25 @@ def models(request):
     return render(request, "dashboard/models.html", models_data.models_context())
 
 
+@staff_required(RUN_JOBS)
+def policy_backend(request, version_id):
+    """A policy version's generation backend: the local engine or an OpenAI-compatible server."""
+    from django.contrib import messages
+
+    from rlhf.forms import PolicyBackendForm
+    from rlhf.models import PolicyVersion
+    from rlhf.policies import policy_backend_update
+
+    version = get_object_or_404(PolicyVersion, pk=version_id)
+    form = PolicyBackendForm(request.POST if request.method == "POST" else None, instance=version)
+    if request.method == "POST" and form.is_valid():
+        version = policy_backend_update(version=PolicyVersion.objects.get(pk=version_id), **form.cleaned_data)
+        messages.success(request, f"{version.name} now generates with: {version.get_backend_display()}.")
+        return redirect("dashboard:policy_backend", version_id=version.pk)
+    status = 422 if form.errors else 200
+    return render(request, "dashboard/policy_backend.html", {"form": form, "version": version}, status=status)
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 
