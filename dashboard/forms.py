@@ -4,10 +4,14 @@ shows its default and its one-line doc (`field.metadata["help"]`) and nothing is
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import re
 import typing
 
 from django import forms
 from django.conf import settings
+from django.core.validators import ProhibitNullCharactersValidator
 
 from annotation.models import Project, Strength
 
@@ -74,6 +78,24 @@ class AdjudicationForm(forms.Form):
 
 
 # --- job launch forms from config dataclasses ----------------------------------------------------
+# The form checks every field's type and bounds itself, so one submit reports every bad field,
+# each under its field in words of its label; the config's cross-field rules and the services'
+# checks (names that exist, data to train on) follow once the fields are fine.
+
+# Words a generated label spells as people write them ("kl_beta" -> "KL beta").
+LABEL_WORDS = {"kl": "KL", "lora": "LoRA", "rm": "RM", "ppo": "PPO", "gae": "GAE", "k": "K",
+               "nan": "NaN", "lr": "LR", "sft": "SFT", "top_p": "Top-p"}
+BOUND_WORDS = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+BOUND_CHECKS = {"gt": lambda v, b: v > b, "ge": lambda v, b: v >= b,
+                "lt": lambda v, b: v < b, "le": lambda v, b: v <= b}
+
+
+def field_label(name):
+    if name in LABEL_WORDS:
+        return LABEL_WORDS[name]
+    words = [LABEL_WORDS.get(word, word) for word in name.split("_")]
+    first = words[0]
+    return " ".join([first[:1].upper() + first[1:], *words[1:]])
 
 
 def _default(field):
@@ -84,59 +106,172 @@ def _default(field):
     return None
 
 
+def _bounds_validator(label, meta):
+    bounds = {key: meta[key] for key in BOUND_CHECKS if key in meta}
+    lower = next((key for key in ("gt", "ge") if key in bounds), None)
+    upper = next((key for key in ("lt", "le") if key in bounds), None)
+    if lower and upper:  # "Heldout fraction must be in [0, 1) (got 1.5)."
+        rule = (f"in {'[' if lower == 'ge' else '('}{bounds[lower]:g}, "
+                f"{bounds[upper]:g}{']' if upper == 'le' else ')'}")
+    else:
+        rule = " ".join(f"{BOUND_WORDS[key]} {bound:g}" for key, bound in bounds.items())
+
+    def check(value):
+        for item in value if isinstance(value, list) else [value]:
+            if not all(BOUND_CHECKS[key](item, bound) for key, bound in bounds.items()):
+                raise forms.ValidationError(f"{label} must be {rule} (got {item:g}).")
+
+    return check
+
+
+def _bounds_attrs(meta, hint):
+    """min / max attributes for a number input: exact for ge / le, and for gt / lt on whole
+    numbers; a float's strict bound shows as its limit (the server refuses the limit itself)."""
+    attrs = {}
+    for key, attr, step in (("ge", "min", 0), ("gt", "min", 1), ("le", "max", 0), ("lt", "max", -1)):
+        if key in meta:
+            attrs[attr] = meta[key] + step if hint is int else meta[key]
+    return attrs
+
+
 class FloatListField(forms.CharField):
     """Comma-separated numbers, e.g. "0.6, 1.0, 1.4"."""
 
     def to_python(self, value):
         text = super().to_python(value)
         try:
-            return [float(part) for part in text.split(",") if part.strip()]
+            numbers = [float(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise forms.ValidationError("Give numbers separated by commas, e.g. 0.6, 1.0.")
+        for number in numbers:
+            if not math.isfinite(number):
+                raise forms.ValidationError(f"{self.label} must be a finite number, got {number}.")
+        return numbers
 
     def prepare_value(self, value):
         return ", ".join(str(v) for v in value) if isinstance(value, list) else value
 
 
-def _form_field(field, hint):
+class NameChoiceField(forms.ChoiceField):
+    """A registered name picked from a list (policy versions, reward models, projects); empty
+    keeps the config's default, which its help text states."""
+
+    def __init__(self, *, names, what, **options):
+        super().__init__(choices=lambda: [("", "(default)"), *((n, n) for n in names())], **options)
+        self.error_messages["invalid_choice"] = f"no {what} named '%(value)s'; pick one from the list."
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        ProhibitNullCharactersValidator()(value)
+        return value
+
+
+def _policy_names():
+    from rlhf.models import PolicyVersion
+
+    return PolicyVersion.objects.order_by("-created_at").values_list("name", flat=True)
+
+
+def _reward_model_names():
+    from rewardmodel.models import RewardModel
+
+    return RewardModel.objects.order_by("-created_at").values_list("name", flat=True)
+
+
+def _project_names():
+    return Project.objects.order_by("name").values_list("name", flat=True)
+
+
+# Config fields that hold a registered name: the form offers the names that exist.
+NAME_FIELDS = {
+    "policy": (_policy_names, "policy version"), "against": (_policy_names, "policy version"),
+    "policy_a": (_policy_names, "policy version"), "policy_b": (_policy_names, "policy version"),
+    "helpfulness_rm": (_reward_model_names, "reward model"),
+    "safety_rm": (_reward_model_names, "reward model"),
+    "project": (_project_names, "project"),
+}
+
+
+@functools.cache
+def cuda_present():
+    """Whether this machine has a CUDA device; the web process imports torch only here, once."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _form_field(field, hint, config_class):
+    label = field_label(field.name)
     default = _default(field)
-    options = {"required": False, "initial": default, "help_text": field.metadata.get("help", "")}
-    if "choices" in field.metadata:
-        return forms.ChoiceField(choices=[(c, c) for c in field.metadata["choices"]], **options)
+    meta = field.metadata
+    options = {"required": False, "initial": default, "label": label, "help_text": meta.get("help", "")}
+    if field.name == "preset" and getattr(config_class, "CPU_PRESET", None):
+        # The paper's batch of 512 rollouts would take days on a CPU.
+        options["initial"] = "paper" if cuda_present() else "cpu"
+        replaced = ", ".join(f"{field_label(k)} {v}" for k, v in config_class.CPU_PRESET.items())
+        options["help_text"] += f" The CPU preset sets: {replaced} (fields you change win)."
+    if field.name in NAME_FIELDS and hint is str:
+        names, what = NAME_FIELDS[field.name]
+        return NameChoiceField(names=names, what=what, **options)
+    if "choices" in meta:
+        return forms.ChoiceField(choices=[(c, c) for c in meta["choices"]], **options)
     if hint is bool:
         return forms.BooleanField(**options)
+    validators = [_bounds_validator(label, meta)]
     if hint is int:
-        return forms.IntegerField(**options)
+        return forms.IntegerField(validators=validators, widget=forms.NumberInput(_bounds_attrs(meta, int)),
+                                  **options)
     if hint is float:
-        return forms.FloatField(**options)
+        widget = forms.NumberInput({"step": "any", **_bounds_attrs(meta, float)})
+        return forms.FloatField(validators=validators, widget=widget, **options)
     if typing.get_origin(hint) is list:
-        return FloatListField(**options)
+        return FloatListField(validators=validators, **options)
     return forms.CharField(max_length=500, **options)
 
 
 class ConfigForm(forms.Form):
-    """Base of the generated forms; `config()` returns only the fields changed from their
-    defaults, so presets and the service's own defaults still apply."""
+    """Base of the generated forms; `config()` returns only the values that differ from the
+    config's defaults, so presets and the service's own defaults still apply."""
 
     config_class = None
-    lead_fields: list[str] = []
 
     def config(self):
-        names = {f.name for f in dataclasses.fields(self.config_class)}
         values = {}
-        for name in self.changed_data:
+        for field in dataclasses.fields(self.config_class):
+            name = field.name
             # A field the request did not carry at all keeps its default (checkboxes excepted:
             # an unticked box is never sent).
             absent = name not in self.data and not isinstance(self.fields[name], forms.BooleanField)
-            if name in names and not absent and self.cleaned_data.get(name) is not None:
-                values[name] = self.cleaned_data[name]
+            value = self.cleaned_data.get(name)
+            if not absent and value is not None and value != _default(field):
+                values[name] = value
         return values
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:  # cross-field rules (e.g. minibatch within batch), once each field is fine
+            try:
+                self.config_class.from_dict(self.config())
+            except ValueError as bad:  # modelruntime's ConfigError names its field
+                field = getattr(bad, "field", None)
+                self.add_error(field if field in self.fields else None, self.labelled(str(bad)))
+        return cleaned
+
+    def labelled(self, message):
+        """A config or service message in the form's words: field names become their labels."""
+        # Only names with an underscore: "learning_rate" reads as code, "name" or "k" as words.
+        for name in sorted((n for n in self.fields if "_" in n), key=len, reverse=True):
+            label = self.fields[name].label or field_label(name)
+            message = re.sub(rf"\b{re.escape(name)}\b", str(label), message)
+        return message
 
     def add_service_errors(self, invalid):
         """A service's ValidationError({field: message}) lands on the field it names."""
         for field, messages in invalid.message_dict.items():
             for message in messages:
-                self.add_error(field if field in self.fields else None, message)
+                self.add_error(field if field in self.fields else None, self.labelled(message))
 
 
 def config_form_class(config_class, lead=None):
@@ -145,6 +280,6 @@ def config_form_class(config_class, lead=None):
     hints = typing.get_type_hints(config_class)
     attrs = dict(lead or {})
     for field in dataclasses.fields(config_class):
-        attrs[field.name] = _form_field(field, hints[field.name])
+        attrs[field.name] = _form_field(field, hints[field.name], config_class)
     attrs["config_class"] = config_class
     return type(f"{config_class.__name__}Form", (ConfigForm,), attrs)

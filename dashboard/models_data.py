@@ -8,6 +8,7 @@ static/dashboard/charts.js hands to Chart.js, and each comes with the table of i
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import PurePath
 
 from annotation.models import Strength
 
@@ -19,9 +20,14 @@ PPO_COLUMNS = {"reward": ("reward/score", "reward"), "kl": ("kl/reference_k1", "
                "response_length": ("ppo/response_length", "response_length")}
 
 
-def chart(chart_id, title, labels, datasets, x, y, kind="line"):
+def chart(chart_id, title, labels, datasets, x, y, kind="line", counts=False):
+    """`counts`: the y axis counts things, so it steps by whole numbers. A chart with nothing to
+    draw (no labels, or no value but None, or only zero counts) is marked `empty`: the page
+    says so instead of drawing bare axes."""
+    values = [v for dataset in datasets for v in dataset["data"] if v is not None]
+    empty = not labels or not values or (counts and not any(values))
     return {"id": chart_id, "title": title, "type": kind, "labels": labels,
-            "datasets": datasets, "x": x, "y": y}
+            "datasets": datasets, "x": x, "y": y, "integer": counts, "empty": empty}
 
 
 def reward_model_section():
@@ -78,13 +84,31 @@ def reward_model_section():
           "data": [r.get("predicted") for r in calibration_rows]}],
         "score gap |r_a − r_b|", "share", kind="bar",
     )
+    reward_models = list(RewardModel.objects.select_related("project", "parent")[:50])
+    names = base_model_names([rm.base_model for rm in reward_models])
+    for rm in reward_models:
+        rm.base_name = names[rm.base_model]
     return {
-        "reward_models": RewardModel.objects.all()[:50],
+        "reward_models": reward_models,
         "accuracy_chart": accuracy_chart, "accuracy_rows": accuracy_rows, "batch_labels": batch_labels,
         "strength_chart": strength_chart, "strength_rows": strength_rows,
         "strength_columns": STRENGTH_COLUMNS,
         "calibration_chart": calibration_chart, "calibration_rows": calibration_rows,
     }
+
+
+def base_model_names(paths):
+    """Checkpoint path -> the name people know it by: the policy version or reward model
+    registered with that checkpoint, else the checkpoint's directory name (the default model's
+    is "SmolLM2-135M-Instruct"). The page never shows the server's file-system layout."""
+    from rewardmodel.models import RewardModel
+    from rlhf.models import PolicyVersion
+
+    known = {}
+    for model in (PolicyVersion, RewardModel):
+        for name, checkpoint in model.objects.filter(checkpoint_path__in=paths).values_list("name", "checkpoint_path"):
+            known.setdefault(checkpoint, name)
+    return {path: known.get(path) or PurePath(path).name or "—" for path in paths}
 
 
 def policy_section():

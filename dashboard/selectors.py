@@ -265,3 +265,17 @@ def jobs_list(*, state="", kind=""):
     if kind in JOB_FILTERS["kind"]:
         jobs = jobs.filter(kind=kind)
     return jobs[:200]
+
+
+def job_params_rows(params, prefix=""):
+    """A job's parameters as (name, value) rows for a table; nested dicts (its config) become
+    dotted names, "config.learning_rate"."""
+    rows = []
+    for name, value in (params or {}).items():
+        if isinstance(value, dict) and value:
+            rows += job_params_rows(value, prefix=f"{prefix}{name}.")
+        elif isinstance(value, list):
+            rows.append((f"{prefix}{name}", ", ".join(str(item) for item in value) or "—"))
+        else:
+            rows.append((f"{prefix}{name}", "—" if value in ("", None, {}) else str(value)))
+    return rows

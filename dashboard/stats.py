@@ -126,8 +126,29 @@ def gwet_ac1(units, categories):
     return (pa - pe) / (1 - pe) if pe < 1 else None
 
 
+# Below this many comparisons with two or more judgments, the page says the numbers are too few
+# to read (one comparison gives a kappa of -0.5 or 1.0 by chance alone).
+MIN_AGREEMENT_UNITS = 10
+
+
+def bootstrap_interval(units, statistic, *, resamples=200, seed=0, level=0.95):
+    """Percentile interval of `statistic(units)` over units resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        value = statistic([units[i] for i in rng.integers(0, len(units), len(units))])
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    low, high = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(low), float(high)
+
+
 def agreement_report(rows):
-    """All statistics, direction-only and strength-aware, for rows (unit, choice, strength)."""
+    """All statistics, direction-only and strength-aware, for rows (unit, choice, strength);
+    with 95 % bootstrap intervals over comparisons for pairwise agreement and Gwet's AC1, or
+    `too_few` when fewer than MIN_AGREEMENT_UNITS comparisons carry two or more labels."""
     report = {}
     for name, coding, base_categories in (
         ("direction", direction_code, [-1, 1]),
@@ -145,7 +166,12 @@ def agreement_report(rows):
             "fleiss_units": kappa_units,
             "krippendorff_alpha": krippendorff_alpha(units),
             "gwet_ac1": gwet_ac1(units, categories),
+            "too_few": len(units) < MIN_AGREEMENT_UNITS,
+            "min_units": MIN_AGREEMENT_UNITS,
         }
+        if not report[name]["too_few"]:
+            report[name]["pairwise_interval"] = bootstrap_interval(units, pairwise_agreement)
+            report[name]["ac1_interval"] = bootstrap_interval(units, lambda u: gwet_ac1(u, categories))
     return report
 
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("models/", views.models, name="models"),
     path("policies/<int:version_id>/backend/", views.policy_backend, name="policy_backend"),
     path("jobs/", views.jobs, name="jobs"),
+    path("jobs/workers/", views.workers, name="workers"),
     path("jobs/new/<str:kind>/", views.job_launch, name="job_launch"),
     path("jobs/<int:job_id>/", views.job, name="job"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),

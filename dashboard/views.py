@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import services as annotation_services
 from annotation.models import Batch, Comparison, Project
 from dashboard import forms, models_data, selectors, services
+from dashboard import workers as worker_health
 from margin.jobs import job_cancel_request
 from margin.models import Job
 from margin.roles import MANAGE_PROJECTS, RUN_JOBS, VIEW_DASHBOARD, staff_required
@@ -51,8 +53,8 @@ def project_create(request):
         try:
             project = annotation_services.project_create(actor=request.user, **form.cleaned_data)
         except ValidationError as invalid:
-            for field, messages in invalid.message_dict.items():
-                form.add_error(field if field in form.fields else None, messages)
+            for field, problems in invalid.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
         else:
             return redirect("dashboard:project", project_id=project.pk)
     status = 422 if form.errors else 200
@@ -70,12 +72,12 @@ def _project_context(project, settings_form=None, batch=None):
         "per_day_chart": models_data.chart(
             "per-day", "Judgments per day", [str(row["day"]) for row in per_day],
             [{"label": "judgments", "data": [row["judgments"] for row in per_day]}],
-            "day", "judgments", kind="bar"),
+            "day", "judgments", kind="bar", counts=True),
         "strengths": strengths,
         "strength_chart": models_data.chart(
             "strengths", "Strength distribution", [row["label"] for row in strengths],
             [{"label": "judgments", "data": [row["judgments"] for row in strengths]}],
-            "strength", "judgments", kind="bar"),
+            "strength", "judgments", kind="bar", counts=True),
         "safety_bins": selectors.safety_bins(project=project, batch=batch) if project.is_safety else None,
         "skips": selectors.skips(project=project, batch=batch),
         "agreement": selectors.agreement_for(project=project, batch=batch),
@@ -188,9 +190,12 @@ def adjudicate(request, comparison_id):
                 comparison=comparison, staff=request.user, **form.cleaned_data
             )
         except ValidationError as invalid:
-            for field, messages in invalid.message_dict.items():
-                form.add_error(field if field in form.fields else None, messages)
+            for field, problems in invalid.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
         else:
+            answer = f"response {form.cleaned_data['choice'].upper()}, {form.cleaned_data['strength'].replace('_', ' ')}"
+            messages.success(request, f"Adjudication saved: comparison {comparison.pk} goes to {answer}; "
+                                      "reward-model data and exports now use it.")
             return redirect("dashboard:review", project_id=comparison.batch.project_id)
     status = 422 if form.errors else 200
     return render(request, "dashboard/adjudicate.html",
@@ -257,13 +262,26 @@ def jobs(request):
 
 @staff_required(VIEW_DASHBOARD)
 @require_GET
+def workers(request):
+    """The live workers per queue (dashboard/workers.py); the jobs pages load it after the page,
+    since asking the workers waits about a second for their answers."""
+    return render(request, "dashboard/_workers.html", {"health": worker_health.workers_by_queue()})
+
+
+def _job_context(job, **extra):
+    return {"job": job, "params": selectors.job_params_rows(job.params),
+            "queue": worker_health.queue_for_kind(job.kind), **extra}
+
+
+@staff_required(VIEW_DASHBOARD)
+@require_GET
 def job(request, job_id):
     job = get_object_or_404(Job, pk=job_id)
     if request.htmx:
         # Polled every 2 s; 286 tells htmx to stop polling once the job has finished.
         status = 286 if job.is_finished else 200
         return render(request, "dashboard/job.html#job-progress", {"job": job}, status=status)
-    return render(request, "dashboard/job.html", {"job": job})
+    return render(request, "dashboard/job.html", _job_context(job))
 
 
 @staff_required(RUN_JOBS)
@@ -283,7 +301,7 @@ def job_retry(request, job_id):
         with transaction.atomic():
             new = services.job_retry(job=job, created_by=request.user)
     except ValidationError as refused:
-        return render(request, "dashboard/job.html", {"job": job, "error": refused.messages[0]},
+        return render(request, "dashboard/job.html", _job_context(job, error=refused.messages[0]),
                       status=422)
     return redirect("dashboard:job", job_id=new.pk)
 

@@ -23,7 +23,9 @@
         scales: {
           x: { title: { display: true, text: spec.x } },
           y: Object.assign({ title: { display: true, text: spec.y } },
-            ["accuracy", "share"].includes(spec.y) ? { min: 0, max: 1 } : { beginAtZero: true }),
+            ["accuracy", "share"].includes(spec.y) ? { min: 0, max: 1 } : { beginAtZero: true },
+            // Counts step by whole numbers (1, 2, 3), never 0.1.
+            spec.integer ? { ticks: { precision: 0 } } : {}),
         },
       },
     });
