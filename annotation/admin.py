@@ -4,6 +4,8 @@ audit event; the audit trail itself can be read, never changed or deleted (issue
 from django.contrib import admin, messages
 from django.db import models, transaction
 from django.forms.models import model_to_dict
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from annotation import services
 from annotation.models import (
@@ -118,18 +120,56 @@ class JudgmentInline(admin.TabularInline):
     readonly_fields = fields
 
 
+def _text_block(text):
+    """Model or user text as the admin shows it: escaped, line breaks and indentation kept."""
+    return format_html('<pre class="admin-text">{}</pre>', text or "")
+
+
+def _prompt_of(comparison):
+    first = comparison.dialogue.turns.first()
+    return Truncator(first.content if first else "").chars(80)
+
+
+PROMPT_SEARCH = ["dialogue__turns__content", "response_a__text", "response_b__text", "source"]
+
+
 @admin.register(Comparison)
 class ComparisonAdmin(AuditedAdmin):
-    list_display = ["pk", "batch", "dialogue", "context_length", "is_gold", "created_at"]
+    list_display = ["pk", "batch", "prompt", "context_length", "is_gold", "created_at"]
     list_filter = ["batch__project", "batch", "is_gold"]
+    list_select_related = ["batch__project", "dialogue"]
+    search_fields = PROMPT_SEARCH
     raw_id_fields = ["dialogue", "response_a", "response_b", "reserved_for"]
+    # The text itself beside the row ids: "Dialogue 1" and "Response 1" tell staff nothing.
+    readonly_fields = ["dialogue_text", "response_a_text", "response_b_text"]
     inlines = [JudgmentInline]
+
+    @admin.display(description="Prompt")
+    def prompt(self, comparison):
+        return _prompt_of(comparison)
+
+    @admin.display(description="Dialogue (the context the responses answer)")
+    def dialogue_text(self, comparison):
+        if comparison.pk is None:
+            return "—"
+        turns = comparison.dialogue.turns.all()[: comparison.context_length]
+        return format_html_join("", '<p><strong>{}</strong></p><pre class="admin-text">{}</pre>',
+                                ((turn.get_role_display(), turn.content) for turn in turns))
+
+    @admin.display(description="Response A")
+    def response_a_text(self, comparison):
+        return _text_block(comparison.response_a.text) if comparison.pk else "—"
+
+    @admin.display(description="Response B")
+    def response_b_text(self, comparison):
+        return _text_block(comparison.response_b.text) if comparison.pk else "—"
 
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
     list_display = ["pk", "annotator", "comparison", "status", "served_at", "expires_at"]
     list_filter = ["status", "comparison__batch__project"]
+    search_fields = ["annotator__username", "skip_reason", "comparison__dialogue__turns__content"]
     raw_id_fields = ["comparison"]
 
 
@@ -138,6 +178,8 @@ class JudgmentAdmin(AuditedAdmin):
     list_display = ["pk", "comparison", "annotator", "external_annotator", "choice", "strength",
                     "response_a_safe", "response_b_safe", "seconds_spent", "created_at"]
     list_filter = ["strength", "choice", "comparison__batch__project"]
+    search_fields = ["annotator__username", "external_annotator", "rationale",
+                     "comparison__dialogue__turns__content"]
     raw_id_fields = ["comparison", "assignment"]
 
 

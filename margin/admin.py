@@ -9,6 +9,7 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["pk", "kind", "state", "progress_step", "progress_total", "attempts",
                     "created_by", "created_at", "finished_at"]
     list_filter = ["kind", "state"]
+    search_fields = ["kind", "state", "created_by__username", "log", "error"]
     readonly_fields = ["lease_owner", "lease_expires_at", "attempts", "started_at", "finished_at"]
     actions = ["cancel"]
 
