@@ -7,6 +7,7 @@ from rewardmodel.models import RewardModel, RewardModelEvaluation
 class RewardModelAdmin(admin.ModelAdmin):
     list_display = ["name", "objective", "project", "parent", "created_at"]
     list_filter = ["objective"]
+    search_fields = ["name"]
     # Checkpoints are written by jobs into the model store; a path typed here could point anywhere.
     readonly_fields = ["checkpoint_path", "config", "data", "metrics", "job"]
 

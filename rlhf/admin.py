@@ -7,6 +7,7 @@ from rlhf.models import PolicyVersion
 class PolicyVersionAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "parent", "is_active", "backend", "served_model", "job", "created_at"]
     list_filter = ["kind", "is_active", "backend"]
+    search_fields = ["name", "served_model"]
     # Checkpoints are written by jobs into the model store; a path typed here could point anywhere.
     readonly_fields = ["checkpoint_path", "config", "data", "metrics", "job"]
     fieldsets = [
