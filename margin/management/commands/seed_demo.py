@@ -20,17 +20,29 @@ class Command(BaseCommand):
             "--generate", type=int, default=0,
             help="also queue this many model-generated pairs (needs a running worker)",
         )
+        parser.add_argument(
+            "--no-reward-model", action="store_true",
+            help="do not import the labelled pairs nor queue the demo's reward-model training",
+        )
 
-    def handle(self, *args, pairs, generate, **options):
+    def handle(self, *args, pairs, generate, no_reward_model, **options):
         if pairs < 0 or generate < 0:
             raise CommandError("--pairs and --generate must be zero or more.")
         accounts = demo.accounts_create()
         try:
             helpful, _, added = demo.projects_seed(pairs_per_project=pairs)
+            if not no_reward_model:
+                labelled, labelled_added = demo.labelled_project_seed()
+                added[labelled.name] = labelled_added
         except (OSError, ImportRejected) as problem:
             raise CommandError(f"Could not read the demo data: {problem}") from problem
         for name, count in added.items():
             self.stdout.write(f"{name}: {count} new comparisons")
+        if not no_reward_model:
+            job = demo.reward_model_enqueue(project=labelled)
+            if job is not None:
+                self.stdout.write(f"Queued job {job.pk}: train {demo.REWARD_MODEL_NAME} on {labelled.name} "
+                                  "(the gpu worker; a few minutes on a CPU; then see Dashboard > Models).")
         if generate:
             prompts = (DEMO_PROMPTS * (generate // len(DEMO_PROMPTS) + 1))[:generate]
             jobs = demo.generation_enqueue(project=helpful, prompts=prompts)
