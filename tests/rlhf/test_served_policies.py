@@ -94,45 +94,40 @@ def test_serve_policy_names_a_version_without_weights():
         call_command("serve_policy", "ghost")
 
 
-def test_staff_point_a_version_at_a_server_in_the_dashboard(client):
+SERVER_FORM = {"backend": "openai", "openai_base_url": "http://gpu-1:8000/v1", "served_model": "RLHF-V1",
+               "api_key_env": "GPU1_KEY", "max_in_flight": 32, "timeout_seconds": 60}
+
+
+def backend_post(client, role, **changes):
+    """(response, the version afterwards) for a staff member with `role` posting the backend form."""
     version = PolicyVersion.objects.create(name="RLHF-V1", checkpoint_path="/store/v1")
-    client.force_login(StaffFactory(roles=["ml_operator"]))
-    url = reverse("dashboard:policy_backend", args=[version.pk])
-
-    assert 'name="served_model"' in client.get(url).content.decode()
-    form = {"backend": "openai", "openai_base_url": "http://gpu-1:8000/v1", "served_model": "RLHF-V1",
-            "api_key_env": "GPU1_KEY", "max_in_flight": 32, "timeout_seconds": 60}
-    response = client.post(url, form, follow=True)
-
+    client.force_login(StaffFactory(roles=[role]))
+    response = client.post(reverse("dashboard:policy_backend", args=[version.pk]), {**SERVER_FORM, **changes},
+                           follow=True)
     version.refresh_from_db()
+    return response, version
+
+
+def test_staff_point_a_version_at_a_server_in_the_dashboard(client):
+    response, version = backend_post(client, "ml_operator")
+
     assert (version.backend, version.served_model, version.max_in_flight) == ("openai", "RLHF-V1", 32)
     assert "RLHF-V1 now generates with: OpenAI-compatible server." in response.content.decode()
+    assert 'name="served_model" value="RLHF-V1"' in response.content.decode()  # the form, filled in
 
 
 def test_the_dashboard_form_names_a_missing_setting_and_keeps_the_version(client):
-    version = PolicyVersion.objects.create(name="RLHF-V1", checkpoint_path="/store/v1")
-    client.force_login(StaffFactory(roles=["ml_operator"]))
-
-    response = client.post(reverse("dashboard:policy_backend", args=[version.pk]),
-                           {"backend": "openai", "openai_base_url": "", "served_model": "m",
-                            "max_in_flight": 16, "timeout_seconds": 120})
+    response, version = backend_post(client, "ml_operator", openai_base_url="")
 
     assert response.status_code == 422
     assert "an OpenAI-compatible backend needs the server&#x27;s base URL" in response.content.decode()
-    version.refresh_from_db()
     assert version.backend == "local"
 
 
 def test_a_viewer_cannot_change_a_backend(client):
-    version = PolicyVersion.objects.create(name="RLHF-V1", checkpoint_path="/store/v1")
-    client.force_login(StaffFactory(roles=["viewer"]))
-
-    response = client.post(reverse("dashboard:policy_backend", args=[version.pk]),
-                           {"backend": "openai", "openai_base_url": "http://x/v1", "served_model": "m",
-                            "max_in_flight": 16, "timeout_seconds": 120})
+    response, version = backend_post(client, "viewer")
 
     assert response.status_code == 403
-    version.refresh_from_db()
     assert version.backend == "local"
 
 
