@@ -169,6 +169,7 @@ def test_write_flow_shows_generating_then_the_pair(client, annotator, tiny_polic
     done = client.get(status_url, **HX)
     assert done.status_code == 286  # htmx stops polling
     assert b'id="judgment-form"' in done.content
+    assert b'name="then_continue" value="True"' in done.content  # after it: continue the dialogue
     # Another annotator cannot poll this job.
     client.force_login(UserFactory())
     assert client.get(status_url, **HX).status_code == 404
