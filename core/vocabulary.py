@@ -25,8 +25,8 @@ MARGINS = {
     "large": dict(zip(STRENGTHS, (3.0, 2.0, 1.0, 0.0))),
 }
 
-# Which response a judgment prefers. Only imported labels are ties (PandaLM, Auto-J); our
-# annotators always pick a side.
+# Which response a judgment prefers. Ties come from imported labels (PandaLM, Auto-J) and from
+# annotators of projects with allow_tie (off by default: Llama 2's annotators always pick a side).
 CHOICE_A = "a"
 CHOICE_B = "b"
 CHOICE_TIE = "tie"

@@ -18,7 +18,7 @@ from annotation.models import Project, Strength
 PROJECT_FIELDS = [
     "name", "objective", "guidelines", "judgments_per_comparison", "margin_scheme",
     "lease_seconds", "gold_share", "attention_policy", "qualification_golds",
-    "qualification_min_accuracy",
+    "qualification_min_accuracy", "allow_tie",
 ]
 
 
