@@ -213,6 +213,7 @@ def matrix(world):
         "dashboard/leaderboard/": [staff_only("get", d("leaderboard"))],
         "dashboard/models/": [staff_only("get", d("models"))],
         "dashboard/jobs/": [staff_only("get", d("jobs"))],
+        "dashboard/jobs/workers/": [staff_only("get", d("workers"))],
         "dashboard/jobs/new/<str:kind>/": [staff_only("get", d("job_launch", rm_kind), needs=RUN_JOBS),
                                            staff_only("post", d("job_launch", rm_kind), ok=422, needs=RUN_JOBS)],
         "dashboard/jobs/<int:job_id>/": [staff_only("get", d("job", job))],
