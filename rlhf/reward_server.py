@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from core.jsonio import TOO_DEEP
 from rewardmodel.modeling import check_messages
-from rlhf.chat_text import ChatMarkers, ChatTextError, messages_from_query
+from rlhf.chat_text import ChatMarkers, messages_from_query
 from rlhf.rewards import combined_reward_fn
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def reward_request_read(body: bytes, *, limits: ServerLimits, markers: ChatMarke
         try:
             messages = messages_from_query(text, prompt=prompt, markers=markers)
             check_messages(messages)
-        except (ChatTextError, ValueError) as bad:
+        except ValueError as bad:  # ChatTextError, or check_messages' refusal
             raise RequestError(f"query[{i}]", str(bad)) from None
         conversations.append(messages)
     return conversations, [bool(labels) and labels[i] == SAFETY_LABEL for i in range(len(queries))]
@@ -112,7 +112,7 @@ def _parallel_list(data: dict, name: str, length: int):
     value = data.get(name)
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != len(data["query"]):
+    if not isinstance(value, list) or len(value) != length:
         raise RequestError(name, f"must be a list as long as query ({length} entries)")
     return value
 

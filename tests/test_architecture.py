@@ -31,7 +31,7 @@ ALLOWED = {
 # Files that take tensors, dataclasses and paths and run on CPU in a test (STYLE.md, rule 1).
 DJANGO_FREE = ["core", "modelruntime", "rewardmodel/loss.py", "rewardmodel/packing.py",
                "rewardmodel/modeling.py", "rlhf/ppo.py", "rlhf/rewards.py", "rlhf/generation.py",
-               "rlhf/rejection_sampling.py", "rlhf/sft.py"]
+               "rlhf/rejection_sampling.py", "rlhf/sft.py", "rlhf/reward_server.py", "rlhf/chat_text.py"]
 PROJECT_PACKAGES = set(ALLOWED) | {"margin"}
 
 

@@ -19,6 +19,8 @@ from tests.conftest import REPO, TEST_CACHE
 from tests.isolation import _free_port
 from tests.real_services import wait_until
 
+pytestmark = pytest.mark.slow  # starts real server processes (about 15 s each on 2 cores)
+
 LIMITS = {"--max-batch-size": 2, "--max-queries": 8, "--max-query-chars": 4000, "--max-body-bytes": 20_000}
 DIALOGUES = [
     [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Mix flour, water, yeast; knead; bake."}],
