@@ -75,3 +75,15 @@ def test_bradley_terry_orders_versions_and_brackets_the_point_estimate():
     for row in rows:
         assert row["low"] <= row["rating"] <= row["high"]
     assert rows[0]["win_rate"] == pytest.approx(0.8) and rows[0]["comparisons"] == 10
+
+
+def test_bootstrap_intervals_bracket_the_statistics_and_are_seeded():
+    from dashboard.stats import bootstrap_intervals, gwet_ac1, pairwise_agreement
+
+    units = [[-1, -1]] * 9 + [[-1, 1]] * 3  # pairwise agreement 9/12
+    first = bootstrap_intervals(units, [-1, 1])
+    assert first == bootstrap_intervals(units, [-1, 1])  # same page, same numbers
+    low, high = first["pairwise_interval"]
+    assert 0 <= low <= pairwise_agreement(units) == 0.75 <= high <= 1
+    low, high = first["ac1_interval"]
+    assert low <= gwet_ac1(units, [-1, 1]) <= high
