@@ -86,7 +86,7 @@ class JudgmentForm(BannerErrorsMixin, forms.Form):
         choice = cleaned.get("choice")
         if choice == "tie":
             cleaned["strength"] = ""  # a tie has no "how much better"
-        elif choice and not cleaned.get("strength") and "strength" not in self.errors:
+        elif not cleaned.get("strength") and "strength" not in self.errors:
             self.add_error("strength", "Say how much better (keys A S D F).")
         sides = {"left": cleaned.get("left_safe"), "right": cleaned.get("right_safe")}
         if choice in sides and not cleaned.get("confirm_unsafe"):
