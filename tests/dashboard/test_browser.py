@@ -95,6 +95,7 @@ def test_launch_a_reward_model_and_watch_the_bar_reach_100(
     for queue in ("default", "gpu", "generate"):
         expect(page.locator(f"#workers tr[data-queue={queue}]")).to_contain_text("worker@", timeout=20_000)
     expect(page.get_by_test_id("no-worker")).to_have_count(0)
+    page.screenshot(path=artifacts_dir / "dashboard-jobs-workers.png", full_page=True)
     page.goto(url + reverse("dashboard:job", args=[job.pk]))
     expect(page.locator("#job-params")).to_contain_text("config.learning_rate")
 
