@@ -77,8 +77,9 @@ def projects_seed(*, pairs_per_project=20, data_dir=None):
 
 # The demo's reward model: trained on real human labels (Tulu 1's graded preferences, so Table 8
 # has its strength columns) kept in a project of their own, inactive so annotators never see it.
-# The recipe fits 2 CPU cores in a few minutes: the top two of SmolLM2's 30 layers train, 96
-# pairs at 256 tokens, 24 optimizer steps (96 pairs / 4 per step); the rest are the paper's.
+# A recipe for 2 CPU cores: the top two of SmolLM2's 30 layers train on at most 96 pairs of 256
+# tokens, 4 per step. The first 160 Tulu records give 70 training and 23 held-out pairs, so 18
+# steps (70 / 4); the rest are the paper's values.
 LABELLED_PROJECT = "Demo · Helpfulness labels (Tulu 1)"
 LABELLED_PAIRS = 160
 REWARD_MODEL_NAME = "demo-helpfulness-rm"
