@@ -118,7 +118,9 @@ class OpenAIBackend:
             raise ValueError(f"k must be >= 1, got {k}")
         results: list[list[Generation] | None] = [None] * len(conversations)
         done = 0
-        with httpx.Client(headers=self._headers(), timeout=self.timeout_seconds) as client, \
+        # One pooled connection per request in flight (httpx's default pool stops at 100).
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
+        with httpx.Client(headers=self._headers(), timeout=self.timeout_seconds, limits=limits) as client, \
                 ThreadPoolExecutor(max_workers=self.max_in_flight) as pool:
             futures = {pool.submit(self._complete, client, conversation, config, k, logprobs, ignore_eos): i
                        for i, conversation in enumerate(conversations)}
