@@ -63,7 +63,9 @@ def test_models_page_plots_and_tables(staff_client, db):
     ppo = json.loads(re.search(r'<script id="ppo-\d+" type="application/json">(.*?)</script>', html, re.S).group(1))
     assert ppo["datasets"][1] == {"label": "KL", "data": [0.0, 0.02]}
     assert "<td>2</td><td>0.300</td><td>0.0200</td><td>0.800</td><td>1.900</td><td>42.0</td>" in html
-    assert "<td>RLHF-V1</td><td>Rejection sampling fine-tune</td><td>—</td>\n      <td>0.625</td><td>SFT</td><td>32</td>" in html
+    version = PolicyVersion.objects.get(name="RLHF-V1")
+    assert (f'<td><a href="/dashboard/policies/{version.pk}/backend/" title="generation backend: Local engine (in-process)">'
+            "RLHF-V1</a></td><td>Rejection sampling fine-tune</td><td>—</td>\n      <td>0.625</td><td>SFT</td><td>32</td>") in html
     assert html.count("<canvas data-chart=") == 5
 
 

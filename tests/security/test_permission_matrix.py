@@ -212,6 +212,10 @@ def matrix(world):
         ],
         "dashboard/leaderboard/": [staff_only("get", d("leaderboard"))],
         "dashboard/models/": [staff_only("get", d("models"))],
+        "dashboard/policies/<int:version_id>/backend/": [
+            staff_only("get", d("policy_backend", world["policy"].pk), needs=RUN_JOBS),
+            staff_only("post", d("policy_backend", world["policy"].pk), ok=422, needs=RUN_JOBS),
+        ],
         "dashboard/jobs/": [staff_only("get", d("jobs"))],
         "dashboard/jobs/workers/": [staff_only("get", d("workers"))],
         "dashboard/jobs/new/<str:kind>/": [staff_only("get", d("job_launch", rm_kind), needs=RUN_JOBS),
