@@ -13,6 +13,12 @@ class Job(models.Model):
         EVALUATE_POLICY = "evaluate_policy", "Evaluate a policy version"
         PUBLISH_SAMPLES = "publish_samples", "Publish samples for annotation"
         IMPORT_DATA = "import_data", "Import a data file"
+        SFT = "sft", "Fine-tune on demonstrations"
+        DPO = "dpo", "DPO"
+        DPO_ITERATIVE = "dpo_iterative", "Iterative DPO"
+        GATT = "gatt", "Ghost Attention fine-tune"
+        RL_HANDOFF = "rl_handoff", "RL hand-off (OpenRLHF)"
+        EVALUATE_SAFETY = "evaluate_safety", "Safety evaluation of a policy"
 
     class State(models.TextChoices):
         QUEUED = "queued"

@@ -14,6 +14,9 @@ class PolicyVersion(models.Model):
         REJECTION_SAMPLING = "rejection_sampling", "Rejection sampling fine-tune"
         PPO = "ppo", "PPO"
         SFT = "sft", "Supervised fine-tune"
+        DPO = "dpo", "DPO"
+        GATT = "gatt", "Ghost Attention fine-tune"
+        EXTERNAL = "external", "Trained elsewhere (OpenRLHF hand-off)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.BASE)
