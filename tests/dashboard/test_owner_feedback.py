@@ -135,3 +135,17 @@ def test_admin_comparison_page_shows_the_dialogue_and_response_text(admin_client
     assert "Plain answer B" in html and "<b>bold</b>" not in html
     listing = admin_client.get(reverse("admin:annotation_comparison_changelist")).content.decode()
     assert prompt in listing
+
+
+def test_adjudication_page_shows_code_as_annotators_saw_it(staff_client, db):
+    # The adjudicator decides on the same rendering as the annotators: code keeps its indentation,
+    # Markdown renders, model-written HTML stays inert, and the raw text is one checkbox away.
+    code = "Like this:\n\n```python\ndef f(x):\n    if x:\n        return '<b>x</b>'\n```\n\n**Done** <script>alert(1)</script>"
+    comparison = ComparisonFactory(response_a__text=code, response_b__text="- one\n- two")
+    JudgmentFactory(comparison=comparison)
+    html = staff_client.get(reverse("dashboard:adjudicate", args=[comparison.pk])).content.decode()
+    assert "    if x:\n        return &#x27;&lt;b&gt;x&lt;/b&gt;&#x27;" in html  # verbatim in a code block
+    assert "<strong>Done</strong>" in html and "<li>one</li>" in html
+    assert "<script>alert(1)</script>" not in html and "<b>x</b>" not in html
+    assert 'class="raw-switch-box"' in html
+    assert re.search(r'<pre class="raw">Like this:\n\n```python\ndef f\(x\):\n    if x:', html)
