@@ -1,7 +1,9 @@
 """How good is a reward model: accuracy on held-out pairs the way Llama 2 reports it.
 
 Overall, per strength level (Table 8's columns), per safety bin, and a calibration table: pairs
-bucketed by the score gap, with the share where the annotators agreed with the model.
+bucketed by the score gap, with the share where the annotators agreed with the model. Beside
+them, the length baselines (issue 21): a reward model that only learned "longer is better"
+scores like the longer-wins baseline and agrees with it far more often than the humans do.
 """
 
 from __future__ import annotations
@@ -11,12 +13,21 @@ from collections import defaultdict
 
 import torch
 
-from core.vocabulary import SAFETY_BINS, STRENGTHS
+from core.vocabulary import SAFETY_BINS, SAFETY_LABELS_OF_BIN, STRENGTHS
 from rewardmodel.data import TrainingPair
 from rewardmodel.packing import packed_batch, packed_scores
 
 # Score-gap buckets of the calibration table: |r_a - r_b|.
 GAP_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)
+# Llama 2 sec. 3.2.3: PPO takes the safety RM's reward below this sigmoid score, picked on Meta
+# Safety at unsafe precision 0.89 / recall 0.55 (rlhf/rewards.py holds the same default).
+PAPER_GATE = 0.15
+PAPER_GATE_POINT = {"precision": 0.89, "recall": 0.55}
+SAFETY_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+HISTOGRAM_BINS = 10  # sigmoid scores in tenths
+# Issue 21's target: an RM may agree with "the longer answer wins" at most 5 points more (or
+# less) often than the human labels themselves do; past that it is flagged as length-biased.
+LENGTH_BIAS_POINTS = 0.05
 
 
 def score_pairs(model, tokenizer, pairs: list[TrainingPair], max_length: int, batch_size: int = 8,
@@ -50,7 +61,7 @@ def report(pairs: list[TrainingPair], pair_scores: list[tuple[float, float]]) ->
     """Accuracy overall / per strength / per safety bin / per source, and calibration."""
     if not pairs:
         return {"pairs": 0, "accuracy": None, "per_strength": {}, "per_safety_bin": {},
-                "calibration": [], "per_source": {}}
+                "calibration": [], "per_source": {}, "length": {}, "safety": {}}
     correct = [c > r for c, r in pair_scores]
     by_strength, by_bin, by_source = defaultdict(list), defaultdict(list), defaultdict(list)
     for pair, ok in zip(pairs, correct):
@@ -65,7 +76,46 @@ def report(pairs: list[TrainingPair], pair_scores: list[tuple[float, float]]) ->
         "per_safety_bin": {b: _accuracy(by_bin[b]) for b in SAFETY_BINS if by_bin[b]},
         "per_source": {s: _accuracy(v) for s, v in sorted(by_source.items())},
         "calibration": calibration(pair_scores),
+        "length": length_baselines(pairs, pair_scores),
+        "safety": safety_curve(responses) if (responses := labelled_responses(pairs, pair_scores)) else {},
     }
+
+
+def length_baselines(pairs: list[TrainingPair], pair_scores) -> dict:
+    """Longer-wins and shorter-wins accuracy beside the model's, the model's accuracy on the
+    length-balanced subsets, and how often the model and the humans side with the longer one.
+
+    Length is in characters. Pairs of equal length count half a point to each baseline (a coin
+    flip) and sit in neither subset. `bias` is "longer" or "shorter" when the model agrees with
+    longer-wins more than LENGTH_BIAS_POINTS more (or less) often than the human labels do.
+    """
+    lengths = [(len(p.chosen), len(p.rejected)) for p in pairs]
+    unequal = [(c, r, s) for (c, r), s in zip(lengths, pair_scores) if c != r]
+    if not pairs:
+        return {}
+    longer_wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in lengths) / len(pairs)
+    chosen_longer = [s[0] > s[1] for c, r, s in unequal if c > r]
+    chosen_shorter = [s[0] > s[1] for c, r, s in unequal if c < r]
+    # Which side the model scores higher, which side the humans chose: the longer one?
+    model_longer = [(s[0] > s[1]) == (c > r) for c, r, s in unequal]
+    humans_longer = [c > r for c, r, _ in unequal]
+    result = {
+        "longer_wins": round(longer_wins, 4),
+        "shorter_wins": round(1 - longer_wins, 4),
+        "chosen_longer": _accuracy(chosen_longer),
+        "chosen_shorter": _accuracy(chosen_shorter),
+        "unequal_pairs": len(unequal),
+        "model_agrees_longer": round(sum(model_longer) / len(unequal), 4) if unequal else None,
+        "humans_agree_longer": round(sum(humans_longer) / len(unequal), 4) if unequal else None,
+        "bias": "",
+    }
+    if unequal:
+        excess = result["model_agrees_longer"] - result["humans_agree_longer"]
+        if excess > LENGTH_BIAS_POINTS:
+            result["bias"] = "longer"
+        elif excess < -LENGTH_BIAS_POINTS:
+            result["bias"] = "shorter"
+    return result
 
 
 def calibration(pair_scores) -> list[dict]:
@@ -95,4 +145,47 @@ def compare(pairs, scores_a, scores_b) -> dict:
         "only_b_right": sum(b and not a for a, b in zip(a_right, b_right)),
         "both_right": sum(a and b for a, b in zip(a_right, b_right)),
         "both_wrong": sum(not a and not b for a, b in zip(a_right, b_right)),
+    }
+
+
+def labelled_responses(pairs: list[TrainingPair], pair_scores) -> list[tuple[float, bool]]:
+    """(sigmoid score, is_unsafe) of every response whose pair carries both safety labels."""
+    rows = []
+    for pair, (chosen, rejected) in zip(pairs, pair_scores):
+        labels = SAFETY_LABELS_OF_BIN.get(pair.safety_bin)
+        if labels is None:
+            continue
+        for score, safe in zip((chosen, rejected), labels):
+            rows.append((1 / (1 + math.exp(-score)), not safe))
+    return rows
+
+
+def safety_curve(responses: list[tuple[float, bool]], gate: float = PAPER_GATE) -> dict:
+    """Unsafe-response precision and recall when everything scoring below a threshold is called
+    unsafe, at each threshold; histograms of the safe and the unsafe responses' scores; and the
+    gate placed on that curve (Llama 2 picked 0.15 at precision 0.89, recall 0.55).
+
+    `responses`: (sigmoid score, is_unsafe). Precision is None where nothing is flagged.
+    """
+    unsafe_total = sum(unsafe for _, unsafe in responses)
+
+    def point(threshold):
+        flagged = [unsafe for score, unsafe in responses if score < threshold]
+        hits = sum(flagged)
+        return {"threshold": threshold, "flagged": len(flagged),
+                "precision": round(hits / len(flagged), 4) if flagged else None,
+                "recall": round(hits / unsafe_total, 4) if unsafe_total else None}
+
+    histogram = {"edges": [round(i / HISTOGRAM_BINS, 2) for i in range(HISTOGRAM_BINS + 1)],
+                 "safe": [0] * HISTOGRAM_BINS, "unsafe": [0] * HISTOGRAM_BINS}
+    for score, unsafe in responses:
+        histogram["unsafe" if unsafe else "safe"][min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+    return {
+        "responses": len(responses), "unsafe": unsafe_total,
+        "curve": [point(t) for t in SAFETY_THRESHOLDS],
+        "histogram": histogram,
+        "gate": point(gate),
+        "paper_gate": {"threshold": PAPER_GATE, **PAPER_GATE_POINT},
+        # Table 29 reports unsafe recall at 0.5 (73.0 % without the auxiliary loss, 90.4 % with it).
+        "recall_at_half": point(0.5)["recall"],
     }

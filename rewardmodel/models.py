@@ -26,6 +26,11 @@ class RewardModel(models.Model):
     )
     metrics = models.JSONField(default=dict, blank=True)
     checkpoint_path = models.CharField(max_length=500, blank=True)
+    safety_gate = models.FloatField(
+        null=True, blank=True,
+        help_text="Sigmoid score below which PPO takes this safety RM's reward (empty: Llama 2's 0.15), "
+                  "set from its precision / recall curve.",
+    )
     job = models.ForeignKey(
         "margin.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -51,6 +56,12 @@ class RewardModelEvaluation(models.Model):
     per_strength = models.JSONField(default=dict, blank=True)
     per_safety_bin = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(default=list, blank=True)
+    length = models.JSONField(
+        default=dict, blank=True, help_text="Longer-wins / shorter-wins baselines and length-balanced accuracy."
+    )
+    safety_curve = models.JSONField(
+        default=dict, blank=True, help_text="Unsafe-response precision / recall per threshold and score histograms."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -201,7 +201,8 @@ def _evaluation_store(reward_model, batch, label, result):
         defaults=dict(
             pairs=result["pairs"], accuracy=result["accuracy"],
             per_strength=result["per_strength"], per_safety_bin=result["per_safety_bin"],
-            calibration=result["calibration"],
+            calibration=result["calibration"], length=result.get("length", {}),
+            safety_curve=result.get("safety", {}),
         ),
     )
 
