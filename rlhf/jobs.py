@@ -88,14 +88,39 @@ def _prompts_check(config, split="train"):
         raise ValidationError({"project": f"{where} has no {part} prompts (dialogues starting with a user turn)"})
 
 
+class _Problems:
+    """Collects every check's ValidationError, so a form shows all its problems in one submit,
+    each under its field (issue 16), instead of the first one per try."""
+
+    def __init__(self):
+        self.errors: dict[str, list[str]] = {}
+
+    def check(self, check, *args) -> bool:
+        try:
+            check(*args)
+        except ValidationError as bad:
+            for field, messages in bad.message_dict.items():
+                self.errors.setdefault(field, []).extend(messages)
+            return False
+        return True
+
+    def raise_any(self):
+        if self.errors:
+            raise ValidationError(self.errors)
+
+
 def _policy_job_params(config_class, config):
     cfg = _config_validate(config_class, config)
-    _policy_check(cfg.policy, "policy")
-    _weights_check(cfg.policy)
-    _project_check(cfg.project)
-    _reward_models_check(cfg)
-    _prompts_check(cfg)
-    return {"config": {**config, "name": _version_name_reserve(cfg)}}
+    problems = _Problems()
+    if problems.check(_policy_check, cfg.policy, "policy"):
+        problems.check(_weights_check, cfg.policy)
+    if problems.check(_project_check, cfg.project):
+        problems.check(_prompts_check, cfg)
+    problems.check(_reward_models_check, cfg)
+    name = {}
+    problems.check(lambda: name.setdefault("name", _version_name_reserve(cfg)))
+    problems.raise_any()
+    return {"config": {**config, "name": name["name"]}}
 
 
 def rejection_sample_params(config: dict) -> dict:
@@ -114,15 +139,17 @@ def policy_evaluate_params(config: dict) -> dict:
     from rlhf.config import PolicyEvaluationConfig
 
     cfg = _config_validate(PolicyEvaluationConfig, config)
-    _policy_check(cfg.policy, "policy")
-    _policy_check(cfg.against, "against")
+    problems = _Problems()
+    problems.check(_policy_check, cfg.policy, "policy")
+    problems.check(_policy_check, cfg.against, "against")
     if not cfg.against:
         version = PolicyVersion.objects.filter(name=cfg.policy).first() if cfg.policy else None
         if version is None or version.parent is None:
-            raise ValidationError({"against": "the policy has no parent: name a version to compare with"})
-    _project_check(cfg.project)
-    _reward_models_check(cfg)
-    _prompts_check(cfg, split="heldout")
+            problems.errors.setdefault("against", []).append("the policy has no parent: name a version to compare with")
+    if problems.check(_project_check, cfg.project):
+        problems.check(_prompts_check, cfg, "heldout")
+    problems.check(_reward_models_check, cfg)
+    problems.raise_any()
     return {"config": config}
 
 
@@ -130,13 +157,15 @@ def samples_publish_params(config: dict) -> dict:
     from rlhf.config import PublishSamplesConfig
 
     cfg = _config_validate(PublishSamplesConfig, config)
+    problems = _Problems()
     if not cfg.project:
-        raise ValidationError({"project": "name the project whose open batch gets the comparisons"})
-    _project_check(cfg.project)
-    _policy_check(cfg.policy_a, "policy_a")
-    _policy_check(cfg.policy_b, "policy_b")
-    if not Batch.objects.filter(project__name=cfg.project, is_open=True).exists():
-        raise ValidationError({"project": f"project {cfg.project!r} has no open batch: open one first"})
+        problems.errors["project"] = ["name the project whose open batch gets the comparisons"]
+    elif problems.check(_project_check, cfg.project):
+        if not Batch.objects.filter(project__name=cfg.project, is_open=True).exists():
+            problems.errors["project"] = [f"project {cfg.project!r} has no open batch: open one first"]
+    problems.check(_policy_check, cfg.policy_a, "policy_a")
+    problems.check(_policy_check, cfg.policy_b, "policy_b")
+    problems.raise_any()
     return {"config": config}
 
 
@@ -156,3 +185,122 @@ def samples_publish_start(*, config: dict, created_by=None) -> Job:
     return job_create(kind=Job.Kind.PUBLISH_SAMPLES, params=samples_publish_params(config), created_by=created_by)
 
 
+
+
+# --- SFT from demonstrations, DPO (offline, iterative), Ghost Attention (issue 20) -----------------
+
+TUNING_KINDS = {Job.Kind.SFT: "SFT", Job.Kind.DPO: "DPO", Job.Kind.DPO_ITERATIVE: "DPO", Job.Kind.GATT: "GAtt"}
+
+
+def _tuned_name_reserve(config, kind):
+    """The new version's name (`SFT-V<n>`, `DPO-V<n>`, `GAtt-V<n>` by default), fixed at start so
+    a retried job writes the same version; iterative DPO's rounds add `-R<round>` to it."""
+    queued = Job.objects.filter(kind__in=list(TUNING_KINDS) + [Job.Kind.REJECTION_SAMPLE, Job.Kind.PPO],
+                                state__in=[Job.State.QUEUED, Job.State.RUNNING])
+    taken = set(PolicyVersion.objects.values_list("name", flat=True))
+    taken |= {job.params.get("config", {}).get("name") for job in queued}
+    if config.name:
+        if not VERSION_NAME.match(config.name):
+            raise ValidationError({"name": f"{config.name!r} is not a usable name: letters, digits, '.', '_' or '-'"})
+        if config.name in taken or any(name and name.startswith(f"{config.name}-R") for name in taken):
+            raise ValidationError({"name": f"a policy version named {config.name!r} exists or is being made"})
+        return config.name
+    prefix = TUNING_KINDS[kind]
+    number = 1
+    while f"{prefix}-V{number}" in taken or any(n and n.startswith(f"{prefix}-V{number}-R") for n in taken):
+        number += 1
+    return f"{prefix}-V{number}"
+
+
+def _tuning_params(config_class, config, kind):
+    cfg = _config_validate(config_class, config)
+    _policy_check(cfg.policy, "policy")
+    _weights_check(cfg.policy)
+    _project_check(cfg.project)
+    return cfg, {"config": {**config, "name": _tuned_name_reserve(cfg, kind)}}
+
+
+def sft_params(config: dict) -> dict:
+    from pathlib import Path
+
+    from core.jsonio import RecordError
+    from rlhf.config import SFTJobConfig
+    from rlhf.selectors import policy_version_resolve
+    from rlhf.tuning_data import demonstration_pairs, sft_file_pairs, winner_pairs
+
+    cfg, params = _tuning_params(SFTJobConfig, config, Job.Kind.SFT)
+    found = 0
+    if cfg.sft_file:
+        if not Path(cfg.sft_file).is_file():
+            raise ValidationError({"sft_file": f"no file at {cfg.sft_file!r} (a path the workers can read)"})
+        try:
+            found += len(sft_file_pairs(cfg.sft_file, heldout_fraction=cfg.heldout_fraction))
+        except RecordError as bad:
+            raise ValidationError({"sft_file": f"{cfg.sft_file}, {bad}"}) from bad
+    if cfg.demonstrations:
+        found += len(demonstration_pairs(project_name=cfg.project, heldout_fraction=cfg.heldout_fraction))
+    if cfg.rejection_winners:
+        found += len(winner_pairs(policy_version_resolve(cfg.policy), heldout_fraction=cfg.heldout_fraction))
+    if not found:
+        where = f"project {cfg.project!r}" if cfg.project else "any project"
+        raise ValidationError({"project": f"nothing to fine-tune on: {where} has no demonstrations on training "
+                                          "prompts, and no SFT file or rejection-sampling winners were chosen"})
+    return params
+
+
+def dpo_params(config: dict) -> dict:
+    from rlhf.config import DPOJobConfig
+    from rlhf.tuning_data import preference_pairs
+
+    cfg, params = _tuning_params(DPOJobConfig, config, Job.Kind.DPO)
+    train, _, report = preference_pairs(project_name=cfg.project, min_judgments=cfg.min_judgments,
+                                        heldout_fraction=cfg.heldout_fraction)
+    if not train:
+        where = f"project {cfg.project!r}" if cfg.project else "any project"
+        raise ValidationError({"project": f"{where} has no judged comparisons on training prompts to learn from "
+                                          f"(pair builder: {report['pairs']} pairs, skipped {report['skipped']})"})
+    return params
+
+
+def dpo_iterative_params(config: dict) -> dict:
+    from rlhf.config import DPOIterativeConfig
+
+    cfg, params = _tuning_params(DPOIterativeConfig, config, Job.Kind.DPO_ITERATIVE)
+    _reward_models_check(cfg)
+    _prompts_check(cfg)
+    return params
+
+
+def gatt_params(config: dict) -> dict:
+    from rlhf.config import GAttConfig
+
+    cfg, params = _tuning_params(GAttConfig, config, Job.Kind.GATT)
+    if cfg.helpfulness_rm:
+        from modelruntime.modelstore import ModelStoreError
+        from rewardmodel.scoring import resolve_checkpoint
+
+        try:
+            resolve_checkpoint(cfg.helpfulness_rm)
+        except ModelStoreError as bad:
+            raise ValidationError({"helpfulness_rm": str(bad)}) from bad
+    found = policy_prompts(project_name=cfg.project, heldout_fraction=cfg.heldout_fraction, limit=cfg.turns)
+    if len(found) < cfg.turns:
+        raise ValidationError({"project": f"a {cfg.turns}-turn synthetic dialogue needs at least {cfg.turns} "
+                                          f"training prompts; found {len(found)}"})
+    return params
+
+
+def sft_start(*, config: dict, created_by=None) -> Job:
+    return job_create(kind=Job.Kind.SFT, params=sft_params(config), created_by=created_by)
+
+
+def dpo_start(*, config: dict, created_by=None) -> Job:
+    return job_create(kind=Job.Kind.DPO, params=dpo_params(config), created_by=created_by)
+
+
+def dpo_iterative_start(*, config: dict, created_by=None) -> Job:
+    return job_create(kind=Job.Kind.DPO_ITERATIVE, params=dpo_iterative_params(config), created_by=created_by)
+
+
+def gatt_start(*, config: dict, created_by=None) -> Job:
+    return job_create(kind=Job.Kind.GATT, params=gatt_params(config), created_by=created_by)

@@ -256,3 +256,23 @@ def test_workers_say_so_when_the_broker_cannot_be_reached(staff_client, monkeypa
     html = staff_client.get(reverse("dashboard:workers"), HTTP_HX_REQUEST="true").content.decode()
     assert "No worker could be asked: the broker did not answer" in html
     assert html.count('data-testid="no-worker"') == 3
+
+
+def test_service_checks_report_every_problem_in_one_submit(staff_client, crafted):
+    # Names the form accepts, but the service refuses: a served policy without weights to fine-tune,
+    # a project without prompts, and no reward model. All three under their fields at once, not
+    # one per try (issue 16).
+    from rlhf.models import PolicyVersion
+    from tests.factories import ProjectFactory
+
+    PolicyVersion.objects.create(name="served-only", backend="openai", openai_base_url="http://gpu-1:8000/v1",
+                                 served_model="m")
+    ProjectFactory(name="Empty")
+    response = staff_client.post(reverse("dashboard:job_launch", args=[Job.Kind.PPO]),
+                                 {"policy": "served-only", "project": "Empty", "preset": "cpu"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "'served-only' has no complete checkpoint" in _field_errors(html, "policy")[0]
+    assert "project 'Empty' has no training prompts" in _field_errors(html, "project")[0]
+    assert "give a helpfulness or a safety reward model" in _field_errors(html, "helpfulness_rm")[0]
+    assert not Job.objects.exists()
