@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from core.vocabulary import SAFETY_LABELS_OF_BIN
+
 
 def margin_ranking_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
     """mean of -log(sigmoid(r_chosen - r_rejected - m)).
@@ -11,3 +13,26 @@ def margin_ranking_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: to
     logsigmoid is the numerically stable form of log(sigmoid(x)).
     """
     return -F.logsigmoid(chosen - rejected - margin).mean()
+
+
+def safety_auxiliary_loss(chosen: torch.Tensor, rejected: torch.Tensor, pairs, weight: float) -> torch.Tensor:
+    """Llama 2's safety auxiliary term (Table 29): a binary classification of each labelled
+    response, safe above score 0 and unsafe below it (sigmoid 0.5, the threshold at which the
+    paper measures unsafe recall: 73.0 % -> 90.4 % with the term).
+
+    weight x mean binary cross-entropy of sigmoid(score) against the safe label, over the
+    responses of `pairs` (TrainingPairs, one per row of chosen / rejected) whose pair carries
+    both safety labels; 0 when the weight is 0 or no response is labelled.
+    """
+    if not weight:
+        return chosen.new_zeros(())
+    scores, safe = [], []
+    for row, pair in enumerate(pairs):
+        labels = SAFETY_LABELS_OF_BIN.get(pair.safety_bin)
+        if labels is not None:
+            scores += [chosen[row], rejected[row]]
+            safe += [float(labels[0]), float(labels[1])]
+    if not scores:
+        return chosen.new_zeros(())
+    logits = torch.stack(scores)  # (2 x labelled pairs,)
+    return weight * F.binary_cross_entropy_with_logits(logits, logits.new_tensor(safe))

@@ -6,6 +6,12 @@ length-grouped micro-batches in a seeded order, then AdamW with warm-up and cosi
 (modelruntime/optim.py), one forward pass per micro-batch for chosen and rejected together. Every
 `checkpoint_every` steps the trainable state is written atomically (modelruntime/checkpoint.py);
 a run started again on the same `output_dir` resumes from the newest complete checkpoint.
+
+Under torchrun (modelruntime/distributed_entry.py, `train_from_spec`) the same function runs on
+every rank: the model is sharded with FSDP2, each rank takes its share of every global
+micro-batch, losses are scaled so the averaged gradient is the one-process one, checkpoints are
+sharded (DCP) and the final model is gathered to rank 0 (modelruntime/distributed.py). A sharded
+checkpoint resumes with any number of processes, one process in the worker included.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from modelruntime import distributed
 from modelruntime.checkpoint import (
     RESUME_DIR,
     state_load,
@@ -29,7 +36,7 @@ from modelruntime.checkpoint import (
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair
-from rewardmodel.loss import margin_ranking_loss
+from rewardmodel.loss import margin_ranking_loss, safety_auxiliary_loss
 from rewardmodel.modeling import encode, load_for_training
 from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
@@ -46,6 +53,14 @@ class TrainResult:
     pairs: int
     resumed_from_step: int = 0
     metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"checkpoint": str(self.checkpoint), "steps": self.steps, "pairs": self.pairs,
+                "resumed_from_step": self.resumed_from_step, "metrics": self.metrics}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainResult":
+        return cls(**{**values, "checkpoint": Path(values["checkpoint"])})
 
 
 def encode_pairs(tokenizer, pairs: list[TrainingPair], max_length: int) -> list[PackedPair]:
@@ -136,6 +151,9 @@ def train(
     model, tokenizer = load_for_training(base_path, seed=config.seed, device=device)
     keep_freed_memory()  # no page faults for each step's gradients (modelruntime/allocator.py)
     trainable_root = select_trainable(model, config)
+    sharded = torch.distributed.is_initialized()
+    if sharded:
+        distributed.model_shard(trainable_root)  # before the optimizer: it must see the sharded parameters
     trainable = [p for p in trainable_root.parameters() if p.requires_grad]
     optimizer = optimizer_create(named_parameters=trainable_root.named_parameters(), config=config)
     packed = encode_pairs(tokenizer, pairs, config.max_length)
@@ -153,41 +171,53 @@ def train(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nothing()
     for step in range(state["step"], total_steps):
         group = batches[step * config.gradient_accumulation_steps : (step + 1) * config.gradient_accumulation_steps]
-        step_loss, step_correct = 0.0, []
-        step_pairs = sum(len(g) for g in group)
-        for indices in (piece for g in group for piece in pieces(g, lengths, config.max_batch_tokens)):
+        step_loss, step_correct, step_tokens = 0.0, 0, 0
+        step_pairs = sum(len(g) for g in group)  # the global batch: every rank divides by it
+        for indices, weight in _rank_pieces(group, lengths, config.max_batch_tokens):
             # Both sides of every pair in one forward pass, the shared context computed once.
             batch = packed_batch([packed[i] for i in indices], tokenizer.pad_token_id, device)
             with autocast:
                 chosen, rejected = packed_scores(model, *batch)
-            loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device))
-            (loss * len(indices) / step_pairs).backward()
-            step_loss += loss.item() * len(indices)
-            step_correct.extend((chosen > rejected).tolist())
-            state["tokens"] += sum(len(packed[i]) for i in indices)
+            loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device)) + safety_auxiliary_loss(
+                chosen, rejected, [pairs[i] for i in indices], config.safety_aux_weight)
+            (loss * weight * len(indices) / step_pairs * distributed.gradient_scale()).backward()
+            step_loss += loss.item() * len(indices) * weight
+            step_correct += int((chosen > rejected).sum()) * weight
+            step_tokens += sum(len(packed[i]) for i in indices) * weight
+        step_loss, step_correct, step_tokens = distributed.metrics_sum([step_loss, step_correct, step_tokens])
         torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
-        state["losses"].append(step_loss / len(step_correct))
-        state["correct"].append(sum(step_correct) / len(step_correct))
+        state["tokens"] += int(step_tokens)
+        state["losses"].append(step_loss / step_pairs)
+        state["correct"].append(step_correct / step_pairs)
         if state["step"] % config.checkpoint_every == 0 and state["step"] < total_steps:
-            _save_resume(output_dir, trainable_root, optimizer, scheduler, state)
+            _save_resume(output_dir, trainable_root, optimizer, scheduler, state, sharded=sharded)
         if on_progress:
             on_progress(state["step"], total_steps, _running_metrics(state))
 
     train_seconds = time.perf_counter() - started
-    if config.lora_rank:
-        model = trainable_root.merge_and_unload()
-    model.eval()
-    final = save_checkpoint(
-        model,
-        tokenizer,
-        output_dir / FINAL_DIR,
-        {"kind": "reward_model", "config": config.to_dict(), "pairs": len(pairs), **(metadata or {})},
-    )
-    states_clear(output_dir / RESUME_DIR)
+    if sharded:  # rank 0 saves an unsharded copy: the plain checkpoint vLLM and scoring load
+        full = distributed.full_state_dict(trainable_root)
+        if distributed.rank() == 0:
+            model, _ = load_for_training(base_path, seed=config.seed)
+            trainable_root = select_trainable(model, config)
+            trainable_root.load_state_dict(full)
+    final = output_dir / FINAL_DIR
+    if distributed.rank() == 0:
+        if config.lora_rank:
+            model = trainable_root.merge_and_unload()
+        model.eval()
+        save_checkpoint(
+            model,
+            tokenizer,
+            final,
+            {"kind": "reward_model", "config": config.to_dict(), "pairs": len(pairs), **(metadata or {})},
+        )
+        states_clear(output_dir / RESUME_DIR)
+    distributed.barrier()
     return TrainResult(
         checkpoint=final,
         steps=total_steps,
@@ -196,6 +226,21 @@ def train(
         metrics={**_running_metrics(state), "tokens": state["tokens"],
                  "train_seconds": round(train_seconds, 2)},
     )
+
+
+def _rank_pieces(group: list[list[int]], lengths: list[int], max_tokens: int):
+    """(pair indices, weight) of this rank's forward passes over one optimizer step's micro-batches.
+
+    Every rank runs the same number of passes (FSDP2 gathers each layer in every one); a rank
+    whose share ran out repeats a pair with weight 0, which adds nothing to loss or gradient.
+    """
+    world = distributed.world_size()
+    for batch in group:
+        shares = [pieces(distributed.rank_share(batch, r, world), lengths, max_tokens) for r in range(world)]
+        mine = shares[distributed.rank()]
+        for number in range(max(len(s) for s in shares)):
+            piece = mine[number] if number < len(mine) else []
+            yield (piece, 1) if piece else ([batch[0]], 0)
 
 
 def _running_metrics(state, last=20):
@@ -215,15 +260,29 @@ class _nothing:
         return False
 
 
-def _save_resume(output_dir, trainable_root, optimizer, scheduler, state):
+def _save_resume(output_dir, trainable_root, optimizer, scheduler, state, *, sharded=False):
     """The trainable weights, optimizer and schedule as the resumable checkpoint of this step."""
+    if sharded:
+        distributed.sharded_save(output_dir / RESUME_DIR, step=state["step"], model=trainable_root,
+                                 optimizer=optimizer, extra={"scheduler": scheduler.state_dict(), "state": state})
+        return
     saved = {"weights": trainable_weights(trainable_root), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "state": state}
     state_save(output_dir / RESUME_DIR, step=state["step"], state=saved)
 
 
 def _resume(output_dir, trainable_root, optimizer, scheduler, state) -> int:
-    saved = state_load(output_dir / RESUME_DIR)
+    folder = output_dir / RESUME_DIR
+    distributed.debris_clear(folder)
+    found = distributed.sharded_dirs(folder)
+    if found and distributed.is_sharded(found[-1]):  # saved by N processes, resumed by any number
+        extra = distributed.sharded_load(found[-1], model=trainable_root, optimizer=optimizer)
+        scheduler.load_state_dict(extra["scheduler"])
+        state.update(extra["state"])
+        return state["step"]
+    if found and torch.distributed.is_initialized():
+        raise ValueError(f"{found[-1]} was saved by a one-process run: resume it with processes=1")
+    saved = state_load(folder)
     if saved is None:
         return 0
     trainable_weights_restore(trainable_root, saved["weights"])
@@ -231,3 +290,13 @@ def _resume(output_dir, trainable_root, optimizer, scheduler, state) -> int:
     scheduler.load_state_dict(saved["scheduler"])
     state.update(saved["state"])
     return state["step"]
+
+
+def train_from_spec(spec: dict, data: list[dict], *, device, on_progress, log) -> dict:
+    """One rank's part of a distributed job (modelruntime/launch.py documents the spec)."""
+    config = RewardModelConfig.from_dict(spec["config"])
+    pairs = [TrainingPair(**pair) for pair in data]
+    log(f"{distributed.world_size()} processes, {len(pairs)} pairs")
+    result = train(config, pairs, spec["output_dir"], base_path=spec["base_path"], on_progress=on_progress,
+                   device=device, metadata=spec.get("metadata"))
+    return result.to_dict()
