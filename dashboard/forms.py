@@ -157,7 +157,8 @@ class NameChoiceField(forms.ChoiceField):
     keeps the config's default, which its help text states."""
 
     def __init__(self, *, names, what, **options):
-        super().__init__(choices=lambda: [("", "(default)"), *((n, n) for n in names())], **options)
+        super().__init__(choices=lambda: [("", "(default)"), *(n if isinstance(n, tuple) else (n, n) for n in names())],
+                         **options)
         self.error_messages["invalid_choice"] = f"no {what} named '%(value)s'; pick one from the list."
 
     def to_python(self, value):
@@ -178,6 +179,16 @@ def _reward_model_names():
     return RewardModel.objects.order_by("-created_at").values_list("name", flat=True)
 
 
+def _checkpoint_choices():
+    """(checkpoint path, version name) of the policy versions whose weights are in the store: a
+    reward model starts from one of them (Llama 2 sec. 3.2.2: from the chat model checkpoint)."""
+    from modelruntime.modelstore import checkpoint_is_complete
+    from rlhf.models import PolicyVersion
+
+    versions = PolicyVersion.objects.exclude(checkpoint_path="").order_by("-created_at")
+    return [(v.checkpoint_path, v.name) for v in versions if checkpoint_is_complete(v.checkpoint_path)]
+
+
 def _project_names():
     return Project.objects.order_by("name").values_list("name", flat=True)
 
@@ -189,6 +200,7 @@ NAME_FIELDS = {
     "helpfulness_rm": (_reward_model_names, "reward model"),
     "safety_rm": (_reward_model_names, "reward model"),
     "project": (_project_names, "project"),
+    "base_model": (_checkpoint_choices, "policy checkpoint"),
 }
 
 

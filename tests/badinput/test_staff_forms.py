@@ -151,7 +151,7 @@ def test_ids_that_name_nothing_are_404_and_change_nothing(staff_client):
 
 RM_CASES = {
     "NUL byte in a text field": ({"base_model": NUL}, "base_model", "Null characters are not allowed."),
-    "text field too long": ({"base_model": "m" * 501}, "base_model", "at most 500 characters"),
+    "text field too long": ({"margin_scheme": "m" * 501}, "margin_scheme", "at most 500 characters"),
     "integer field given a word": ({"batch_size": "eight"}, "batch_size", "Enter a whole number."),
     "integer field given a fraction": ({"max_length": "1.5"}, "max_length", "Enter a whole number."),
     "float field given infinity": ({"epochs": "inf"}, "epochs", "Enter a number."),

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from margin.models import Job
 from rewardmodel.models import RewardModel
+from rlhf.models import PolicyVersion
 from tests.browser.conftest import artifacts_dir, browser_type_launch_args, chromium_path  # noqa: F401
 from tests.factories import StaffFactory
 from tests.rewardmodel.conftest import judged_project
@@ -51,7 +52,13 @@ def test_launch_a_reward_model_and_watch_the_bar_reach_100(
     page.screenshot(path=artifacts_dir / "dashboard-launch-error.png", full_page=True)
     assert not Job.objects.exists()
 
-    for field, value in [("base_model", str(tiny_model_path)), ("learning_rate", "0.0003"),
+    # The base model is picked from the policy versions whose weights are in the store.
+    PolicyVersion.objects.create(name="tiny-sft", checkpoint_path=str(tiny_model_path))
+    page.reload()
+    page.locator("#id_project").select_option(label=project.name)
+    page.locator("#id_name").fill("rm-from-browser")
+    page.locator("#id_base_model").select_option(label="tiny-sft")
+    for field, value in [("learning_rate", "0.0003"),
                          ("max_length", "64"), ("batch_size", "4"),
                          ("gradient_accumulation_steps", "2"), ("heldout_fraction", "0.25"),
                          ("epochs", "2")]:

@@ -55,17 +55,37 @@ def test_reward_model_launch_refuses_a_project_without_judgments(staff_client, d
     assert not Job.objects.exists()
 
 
-def test_reward_model_launch_sends_only_changed_fields(staff_client, crafted, staff, settings):
-    settings.MARGIN_MODEL_STORE = "/models"  # a checkpoint path typed here must lie in the store
+def test_reward_model_launch_sends_only_changed_fields(staff_client, crafted, staff, settings, tiny_model_path):
+    from rlhf.models import PolicyVersion
+
+    settings.MARGIN_MODEL_STORE = str(tiny_model_path.parent)  # a checkpoint must lie in the store
+    PolicyVersion.objects.create(name="tiny-sft", checkpoint_path=str(tiny_model_path))
     response = staff_client.post(RM, {
         "project": crafted["project"].pk, "name": "rm-1", "learning_rate": "1e-05",
-        "epochs": "2", "base_model": "/models/tiny",
+        "epochs": "2", "base_model": str(tiny_model_path),
     })
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("dashboard:job", args=[job.pk])
     assert job.kind == Job.Kind.TRAIN_REWARD_MODEL and job.created_by == staff
     assert job.params == {"project_id": crafted["project"].pk, "name": "rm-1",
-                          "config": {"epochs": 2.0, "base_model": "/models/tiny"}}
+                          "config": {"epochs": 2.0, "base_model": str(tiny_model_path)}}
+
+
+def test_reward_model_base_is_picked_from_versions_with_weights(staff_client, crafted, tiny_model_path):
+    from rlhf.models import PolicyVersion
+
+    PolicyVersion.objects.create(name="tiny-sft", checkpoint_path=str(tiny_model_path))
+    PolicyVersion.objects.create(name="served-only", backend="openai", openai_base_url="http://gpu-1:8000/v1",
+                                 served_model="m")
+    html = staff_client.get(RM).content.decode()
+    options = re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>',
+                         re.search(r'<select name="base_model".*?</select>', html, re.S).group(0))
+    assert options == [("", "(default)"), (str(tiny_model_path), "tiny-sft")]  # no weights, not offered
+    response = staff_client.post(RM, {"project": crafted["project"].pk, "name": "rm-1", "base_model": "/etc"})
+    assert response.status_code == 422
+    assert _field_errors(response.content.decode(), "base_model") == [
+        "no policy checkpoint named '/etc'; pick one from the list."]
+    assert not Job.objects.exists()
 
 
 @pytest.mark.parametrize("kind,data,field,message", [
