@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -129,3 +130,33 @@ class AdamWConfig(ConfigBase):
     adam_eps: float = config_field(1e-5, "AdamW epsilon (paper: 1e-5).", gt=0)
     weight_decay: float = config_field(0.1, "AdamW weight decay (paper: 0.1).", ge=0)
     max_grad_norm: float = config_field(1.0, "Gradient clipping norm (paper: 1.0).", gt=0)
+
+
+@dataclass
+class DistributedConfig(ConfigBase):
+    """How many processes one training job runs as (modelruntime/launch.py starts them).
+
+    One process is the default and runs in the worker itself; more run under torchrun with FSDP2
+    (modelruntime/distributed.py). Every process takes its share of the same global batches, so the
+    result matches the one-process run (issue 19).
+    """
+
+    processes: int = config_field(1, "Processes per node (torchrun --nproc_per_node); 1 trains in the worker.",
+                                  ge=1, le=64)
+    nodes: int = config_field(1, "Machines the job spans (torchrun --nnodes); more need rdzv_endpoint.", ge=1, le=64)
+    rdzv_endpoint: str = config_field("", "host:port of the c10d rendezvous every node joins (several nodes only).")
+
+    def __post_init__(self):
+        super().__post_init__()
+        # Here, not in check(): the algorithm configs that mix this in override check().
+        if self.nodes > 1 and not self.rdzv_endpoint:
+            raise ConfigError("rdzv_endpoint", f"nodes is {self.nodes}: set rdzv_endpoint to the host:port every node joins")
+        if self.rdzv_endpoint and not _HOST_PORT.match(self.rdzv_endpoint):
+            raise ConfigError("rdzv_endpoint", f"rdzv_endpoint must be host:port, got {self.rdzv_endpoint!r}")
+
+    @property
+    def distributed(self) -> bool:
+        return self.processes * self.nodes > 1
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
