@@ -36,7 +36,7 @@ from modelruntime.checkpoint import (
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair
-from rewardmodel.loss import margin_ranking_loss
+from rewardmodel.loss import margin_ranking_loss, safety_auxiliary_loss
 from rewardmodel.modeling import encode, load_for_training
 from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
@@ -178,7 +178,8 @@ def train(
             batch = packed_batch([packed[i] for i in indices], tokenizer.pad_token_id, device)
             with autocast:
                 chosen, rejected = packed_scores(model, *batch)
-            loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device))
+            loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device)) + safety_auxiliary_loss(
+                chosen, rejected, [pairs[i] for i in indices], config.safety_aux_weight)
             (loss * weight * len(indices) / step_pairs * distributed.gradient_scale()).backward()
             step_loss += loss.item() * len(indices) * weight
             step_correct += int((chosen > rejected).sum()) * weight
