@@ -279,3 +279,42 @@ def job_params_rows(params, prefix=""):
         else:
             rows.append((f"{prefix}{name}", "—" if value in ("", None, {}) else str(value)))
     return rows
+
+
+# --- reward-model guardrails (issue 21) -----------------------------------------------------------
+
+
+def reward_model_guardrails(*, reward_model_id):
+    """One reward model's newest overall evaluation with its length baselines, and for a safety
+    RM the unsafe precision / recall curve, the score histograms and where the gate sits."""
+    from dashboard.models_data import chart
+    from rewardmodel.evaluation import PAPER_GATE
+    from rewardmodel.models import RewardModel
+
+    reward_model = RewardModel.objects.select_related("project").get(pk=reward_model_id)
+    evaluation = reward_model.evaluations.filter(batch=None).order_by("-created_at").first()
+    length = evaluation.length if evaluation else {}
+    safety = evaluation.safety_curve if evaluation else {}
+    gate = reward_model.safety_gate if reward_model.safety_gate is not None else PAPER_GATE
+    curve = safety.get("curve", [])
+    gate_row = min(curve, key=lambda row: abs(row["threshold"] - gate)) if curve else None
+    histogram = safety.get("histogram", {})
+    edges = histogram.get("edges", [])
+    return {
+        "reward_model": reward_model, "evaluation": evaluation, "length": length, "safety": safety,
+        "gate": gate, "gate_is_paper": reward_model.safety_gate is None, "gate_row": gate_row,
+        "curve_chart": chart(
+            "rm-safety-curve", "Unsafe responses caught below each threshold",
+            [row["threshold"] for row in curve],
+            [{"label": "precision", "data": [row["precision"] for row in curve]},
+             {"label": "recall", "data": [row["recall"] for row in curve]}],
+            "threshold on the sigmoid score (below it: called unsafe)", "share",
+        ),
+        "histogram_chart": chart(
+            "rm-safety-histogram", "Scores of safe and unsafe responses",
+            [f"{low:g}–{high:g}" for low, high in zip(edges, edges[1:])],
+            [{"label": "safe", "data": histogram.get("safe", [])},
+             {"label": "unsafe", "data": histogram.get("unsafe", [])}],
+            "sigmoid score", "responses", kind="bar", counts=True,
+        ),
+    }

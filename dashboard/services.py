@@ -58,6 +58,11 @@ LAUNCHERS = {
     Job.Kind.EVALUATE_POLICY: Launcher(
         "Evaluate a policy version", *_rlhf("PolicyEvaluationConfig", "policy_evaluate_start")
     ),
+    Job.Kind.SFT: Launcher("Fine-tune on demonstrations (SFT)", *_rlhf("SFTJobConfig", "sft_start")),
+    Job.Kind.DPO: Launcher("DPO from judged comparisons", *_rlhf("DPOJobConfig", "dpo_start")),
+    Job.Kind.DPO_ITERATIVE: Launcher("Iterative DPO (reward-model labels)", *_rlhf("DPOIterativeConfig",
+                                                                                   "dpo_iterative_start")),
+    Job.Kind.GATT: Launcher("Ghost Attention fine-tune", *_rlhf("GAttConfig", "gatt_start")),
 }
 
 
@@ -77,3 +82,23 @@ def job_retry(*, job, created_by):
     params = dict(job.params)
     params["retry_of"] = job.pk
     return job_create(kind=job.kind, params=params, created_by=created_by)
+
+
+def reward_model_gate_set(*, reward_model, gate, actor):
+    """Staff place a safety RM's PPO gate on its precision / recall curve; `gate=None` returns
+    to Llama 2's 0.15. rlhf/work.py reads it when the RM is used as the safety RM."""
+    from django.db import transaction
+
+    from annotation.services.audit import audit_record
+
+    if reward_model.objective != "safety":
+        raise ValidationError({"gate": f"{reward_model.name} is a {reward_model.objective} reward model; "
+                                       "only a safety reward model gates the reward"})
+    if gate is not None and not 0 < gate < 1:
+        raise ValidationError({"gate": f"the gate is a sigmoid score strictly between 0 and 1, got {gate:g}"})
+    with transaction.atomic():
+        previous = reward_model.safety_gate
+        reward_model.safety_gate = gate
+        reward_model.save(update_fields=["safety_gate"])
+        audit_record(actor=actor, verb="reward_model_gate_set", obj=reward_model, gate=gate, previous=previous)
+    return reward_model

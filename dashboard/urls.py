@@ -24,4 +24,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.job, name="job"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel, name="job_cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry, name="job_retry"),
+    path("models/reward/<int:reward_model_id>/", views.reward_model, name="reward_model"),
 ]

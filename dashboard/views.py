@@ -363,3 +363,33 @@ def job_launch(request, kind):
     status = 422 if form.errors else 200
     return render(request, "dashboard/job_launch.html",
                   {"form": form, "launcher": launcher, "kind": kind}, status=status)
+
+
+# --- reward-model guardrails (issue 21) -----------------------------------------------------------
+
+
+@staff_required(VIEW_DASHBOARD)
+def reward_model(request, reward_model_id):
+    """One reward model: length baselines, and for a safety RM the precision / recall curve with
+    the gate on it; staff who run jobs set the gate here (POST gate=<score>, or reset=1)."""
+    from django.core.exceptions import PermissionDenied
+
+    from rewardmodel.models import RewardModel
+
+    get_object_or_404(RewardModel, pk=reward_model_id)
+    error, status = "", 200
+    if request.method == "POST":
+        if not request.user.has_perm(RUN_JOBS):
+            raise PermissionDenied
+        raw = request.POST.get("gate", "").strip()
+        try:
+            gate = None if request.POST.get("reset") else float(raw)
+            services.reward_model_gate_set(reward_model=RewardModel.objects.get(pk=reward_model_id),
+                                           gate=gate, actor=request.user)
+            return redirect("dashboard:reward_model", reward_model_id=reward_model_id)
+        except ValueError:
+            error, status = f"gate: {raw!r} is not a number", 422
+        except ValidationError as refused:
+            error, status = "; ".join(f"{k}: {' '.join(v)}" for k, v in refused.message_dict.items()), 422
+    context = {**selectors.reward_model_guardrails(reward_model_id=reward_model_id), "error": error}
+    return render(request, "dashboard/reward_model.html", context, status=status)

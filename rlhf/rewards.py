@@ -80,17 +80,20 @@ def combined_reward_fn(
     helpful_scorer=None,
     safety_scorer=None,
     is_safety: Callable[[list[dict]], bool] = lambda conversation: False,
-    gate: float = SAFETY_GATE,
+    gate: float | None = SAFETY_GATE,
     batch_size: int = 8,
 ) -> RewardFn:
     """A reward function over full conversations (ending with the response) returning logit(R_c).
 
     Scorers are `rewardmodel.scoring.RewardScorer`s (anything with `.score(conversations,
     batch_size)`); `is_safety(conversation)` tells safety prompts (a safety project or an
-    adversarial tag), which always take the safety RM's score.
+    adversarial tag), which always take the safety RM's score. `gate`: None means SAFETY_GATE.
     """
     if helpful_scorer is None and safety_scorer is None:
         raise ValueError("a combined reward needs a helpfulness or a safety reward model")
+    # The safety RM's own gate, set by staff from its precision / recall curve (issue 21), or
+    # the paper's 0.15 when none was set.
+    gate = SAFETY_GATE if gate is None else gate
 
     def reward_fn(conversations: list[list[dict]]) -> list[float]:
         def scores(scorer, rows):

@@ -30,7 +30,18 @@ def reward_fn_build(config, prompts):
         # The rollout code hands back the prompt part of each conversation: its opening user
         # turn finds the prompt's flag, however the messages were copied on the way.
         is_safety=lambda conversation: prompt_key(conversation) in safety_keys,
+        gate=safety_gate_for(config.safety_rm),
     )
+
+
+def safety_gate_for(safety_rm: str):
+    """The gate staff set on the safety RM's page, or None (the paper's 0.15)."""
+    from rewardmodel.services import reward_model_resolve
+
+    if not safety_rm:
+        return None
+    record, _, _ = reward_model_resolve(safety_rm)
+    return record.safety_gate if record is not None else None
 
 
 def policy_dir(name: str) -> Path:
