@@ -123,12 +123,40 @@ def gwet_ac1(units, categories):
 
 def _gwet_ac1_of_table(table):
     """Gwet's AC1 of a (units, q) table of label counts (the bootstrap resamples its rows)."""
-    categories = table.shape[1]
+    return _gwet_of_table(table, np.eye(table.shape[1]))
+
+
+def ordinal_weights(q):
+    """Gwet's ordinal weights (Handbook, 4th ed., sec. 3.x; irrCAC's `ordinal.weights`): between
+    the k-th and l-th category w = 1 - C(|k - l| + 1, 2) / C(q, 2), so neighbours nearly agree
+    and the two ends not at all. On the signed eight-step scale (-4..-1, +1..+4) neighbouring
+    steps are 1 apart in rank, whatever their codes."""
+    ranks = np.arange(q)
+    distance = np.abs(ranks[:, None] - ranks[None, :])  # (q, q)
+    return 1 - (distance + 1) * distance / 2 / (q * (q - 1) / 2)
+
+
+def _gwet_of_table(table, weights):
+    """Gwet's AC2 (AC1 with identity weights) of a (units, q) count table, Handbook eq. 3.x:
+    pa = mean over units with 2+ labels of sum_k r_ik (r*_ik - 1) / (r_i (r_i - 1)), where
+    r*_ik = sum_l w_kl r_il; pi_k = mean over all units of r_ik / r_i;
+    pe = T_w / (q (q - 1)) * sum_k pi_k (1 - pi_k), T_w the sum of all weights."""
+    q = table.shape[1]
     raters = table.sum(axis=1)  # (units,)
-    pa = float(np.mean((table * (table - 1)).sum(axis=1) / (raters * (raters - 1))))
+    several = raters >= 2
+    weighted = table @ weights.T  # (units, q): r*_ik
+    pa = float(np.mean((table * (weighted - 1)).sum(axis=1)[several] / (raters * (raters - 1))[several]))
     pi = (table / raters[:, None]).mean(axis=0)  # (q,)
-    pe = float((pi * (1 - pi)).sum() / (categories - 1))
+    pe = float(weights.sum() / (q * (q - 1)) * (pi * (1 - pi)).sum())
     return (pa - pe) / (1 - pe) if pe < 1 else None
+
+
+def gwet_ac2(units, categories):
+    """Gwet's AC2 with ordinal weights over `categories` in scale order (lowest first); units
+    with one label still count towards the chance term, as in Gwet's formula."""
+    if not units or len(categories) < 2:
+        return None
+    return _gwet_of_table(_count_table(units, categories), ordinal_weights(len(categories)))
 
 
 # Below this many comparisons with two or more judgments, the page says the numbers are too few
@@ -137,7 +165,7 @@ MIN_AGREEMENT_UNITS = 10
 
 
 def bootstrap_intervals(units, categories, *, resamples=200, seed=0, level=0.95):
-    """95 % percentile intervals of pairwise agreement and Gwet's AC1 over comparisons resampled
+    """95 % percentile intervals of pairwise agreement and Gwet's AC1 / AC2 over comparisons resampled
     with replacement. Per-comparison counts are built once and their rows resampled, so 10,000
     comparisons take a fraction of a second, not a Python loop per resample."""
     table = _count_table(units, categories)  # (units, q)
@@ -147,9 +175,12 @@ def bootstrap_intervals(units, categories, *, resamples=200, seed=0, level=0.95)
     rows = np.random.default_rng(seed).integers(0, len(units), (resamples, len(units)))  # (R, units)
     pairwise = agreeing[rows].sum(axis=1) / pairs[rows].sum(axis=1)  # (R,)
     ac1 = [value for value in (_gwet_ac1_of_table(table[r]) for r in rows) if value is not None]
+    weights = ordinal_weights(len(categories))
+    ac2 = [value for value in (_gwet_of_table(table[r], weights) for r in rows) if value is not None]
     bounds = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     return {"pairwise_interval": tuple(float(v) for v in np.percentile(pairwise, bounds)),
-            "ac1_interval": tuple(float(v) for v in np.percentile(ac1, bounds)) if ac1 else None}
+            "ac1_interval": tuple(float(v) for v in np.percentile(ac1, bounds)) if ac1 else None,
+            "ac2_interval": tuple(float(v) for v in np.percentile(ac2, bounds)) if ac2 else None}
 
 
 def agreement_report(rows):
@@ -173,6 +204,7 @@ def agreement_report(rows):
             "fleiss_units": kappa_units,
             "krippendorff_alpha": krippendorff_alpha(units),
             "gwet_ac1": gwet_ac1(units, categories),
+            "gwet_ac2": gwet_ac2(units, categories),
             "too_few": len(units) < MIN_AGREEMENT_UNITS,
             "min_units": MIN_AGREEMENT_UNITS,
         }
