@@ -42,3 +42,24 @@ def test_a_job_message_delivered_twice_runs_once(start_worker, tiny_policy):
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED and job.attempts == 1
     assert Comparison.objects.count() == 1
+
+
+def test_cancelling_a_running_generation_stores_no_pair_and_keeps_the_prompt(start_worker, tiny_policy):
+    # Long responses keep the worker on the first variant long enough to cancel in between: the
+    # job stops at its next progress report, before the second variant, so no comparison is stored.
+    start_worker(env={"MARGIN_MAX_NEW_TOKENS": "300"})
+    batch = BatchFactory()
+    author = UserFactory()
+    job = services.dialogue_start(annotator=author, project=batch.project, prompt="Tell me everything")
+
+    def first_variant_under_way():
+        job.refresh_from_db()
+        return job.state == Job.State.RUNNING and "sampling variant 1" in job.log
+
+    wait_until(first_variant_under_way, 120, "the first variant to start")
+    services.pair_generation_cancel(annotator=author, job=job)
+    wait_until(lambda: finished(job), 120, "the cancelled job to stop")
+    assert job.state == Job.State.CANCELLED
+    assert job.progress_step < 2  # stopped at the report between the two variants
+    assert not Comparison.objects.exists()
+    assert job.params["dialogue_id"] and batch.project.dialogues.get().turns.get().content == "Tell me everything"
