@@ -129,3 +129,128 @@ class PublishSamplesConfig(ConfigBase):
     def check(self):
         if (self.policy_b or self.policy_a) == self.policy_a and self.temperature_a == self.temperature_b:
             raise ConfigError("temperature_b", "the two responses need two versions or two temperatures")
+
+
+# --- SFT from demonstrations, DPO, Ghost Attention (issue 20) --------------------------------------
+
+
+@dataclass
+class TuneJobConfig(ConfigBase):
+    """What the fine-tuning jobs (SFT, DPO, GAtt) read and write, beside their hyperparameters."""
+
+    policy: str = config_field("", "Policy version to start from (its name); empty: the newest active one.")
+    project: str = config_field("", "Project whose data is used (its name); empty: every project's.")
+    name: str = config_field("", "Name of the new policy version; empty: <KIND>-V<n>.")
+    heldout_fraction: float = config_field(
+        0.1, "Share of prompts kept out of training (core/heldout.py's split, as the RM and evaluate_policy).",
+        ge=0.0, lt=1.0,
+    )
+    seed: int = config_field(0, "Seeds data order and initialisation.", ge=0)
+    lora_rank: int = config_field(0, "LoRA rank on attention and MLP projections; 0 trains every weight.", ge=0)
+    lora_alpha: float = config_field(16.0, "LoRA scaling numerator (alpha / rank scales the update).", gt=0)
+    # auto: the worker that runs the job picks cpu when it has no CUDA device, paper otherwise.
+    preset: str = config_field("auto", "auto, paper, or cpu: smaller batches and lengths for a CPU.",
+                               choices=("auto", "paper", "cpu"))
+
+
+@dataclass
+class SFTJobConfig(SFTConfig, TuneJobConfig):
+    """SFT on the project's demonstrations (Llama 2 sec. 3.1; SFTConfig holds the paper's numbers)."""
+
+    demonstrations: bool = config_field(True, "Train on the annotators' demonstrations of the project.")
+    sft_file: str = config_field("", "Also train on this JSONL of chat rows ({\"messages\": [...]}, TRL's SFT format).")
+    rejection_winners: bool = config_field(
+        False, "Also train on the rejection-sampling winners saved by versions in the starting policy's lineage."
+    )
+
+    CPU_PRESET = {"batch_size": 8, "micro_batch_size": 4, "max_length": 512, "epochs": 1.0, "checkpoint_every": 5}
+
+
+@dataclass
+class DPOConfig(AdamWConfig):
+    # Rafailov et al. 2023 ("Direct Preference Optimization"), App. B: beta 0.1, batch 64,
+    # RMSprop lr 1e-6 with 150 warm-up steps, then constant. Llama 3 (Dubey et al. 2024, sec.
+    # 4.1.4) kept beta 0.1 with lr 1e-5 (AdamW); AdamW's other numbers: AdamWConfig (Llama 2).
+    beta: float = config_field(0.1, "KL strength beta of the implicit reward (paper: 0.1).", gt=0)
+    loss_type: str = config_field(
+        "sigmoid",
+        "sigmoid: DPO (Rafailov et al. 2023); ipo: IPO's squared loss (Azar et al. 2023); "
+        "margin: DPO minus the annotated strength's margin (ODPO's offset, Amini et al. 2024).",
+        choices=("sigmoid", "ipo", "margin"),
+    )
+    margin_scale: float = config_field(
+        1.0, "margin loss: the offset is this times the pair's margin (Llama 2's table for its strength).", ge=0
+    )
+    learning_rate: float = config_field(1e-6, "Peak AdamW learning rate (DPO paper: 1e-6; Llama 3: 1e-5).", gt=0)
+    warmup_steps: int = config_field(150, "Linear warm-up steps (DPO paper: 150).", ge=0)
+    min_lr_ratio: float = config_field(1.0, "Cosine floor as a share of the peak; 1: constant after warm-up (DPO paper).",
+                                       ge=0, le=1)
+    epochs: float = config_field(1.0, "Passes over the preference pairs (DPO paper: 1).", gt=0)
+    batch_size: int = config_field(64, "Pairs per optimizer step (DPO paper: 64).", gt=0)
+    micro_batch_size: int = config_field(4, "Pairs per forward pass; gradients accumulate up to batch_size.", gt=0)
+    max_length: int = config_field(1024, "Tokens per prompt + response; longer prompts lose their oldest tokens.",
+                                   ge=16)
+    checkpoint_every: int = config_field(50, "Save a resumable state every N optimizer steps.", gt=0)
+
+
+@dataclass
+class DPOJobConfig(DPOConfig, TuneJobConfig):
+    """Offline DPO from the project's judged comparisons, through the reward models' pair builder."""
+
+    min_judgments: int = config_field(1, "Comparisons with fewer judgments are skipped (as for the RM).", gt=0)
+    max_pairs: int = config_field(0, "Use at most this many training pairs (0: all).", ge=0)
+
+    CPU_PRESET = {"batch_size": 8, "micro_batch_size": 4, "max_length": 384, "warmup_steps": 2,
+                  "learning_rate": 5e-6, "checkpoint_every": 5}
+
+
+@dataclass
+class DPOIterativeConfig(DPOConfig, TuneJobConfig):
+    """Rounds of: sample K responses per prompt from the latest version, label best vs worst by
+    the reward models (rlhf/rewards.py's combined reward), DPO, a new version (Llama 3 sec. 4.1:
+    each round's preference data comes from the latest model)."""
+
+    rounds: int = config_field(2, "Sample -> label -> DPO rounds; each makes a version.", gt=0)
+    k: int = config_field(4, "Samples per prompt; the best and the worst by reward make the pair.", ge=2)
+    temperature: float = config_field(1.0, "Sampling temperature.", gt=0)
+    max_new_tokens: int = config_field(128, "Longest sampled response, in tokens.", gt=0)
+    max_prompts: int = config_field(64, "Prompts per round (the first user turn of each dialogue).", gt=0)
+    helpfulness_rm: str = config_field("", "Helpfulness reward model: a registered name or a checkpoint path.")
+    safety_rm: str = config_field("", "Safety reward model: a registered name or a checkpoint path.")
+    generation_batch_size: int = config_field(64, "Rows per generate call of the sampling engine.", gt=0)
+
+    CPU_PRESET = {"batch_size": 8, "micro_batch_size": 4, "max_length": 384, "warmup_steps": 2,
+                  "learning_rate": 5e-6, "max_new_tokens": 32, "max_prompts": 16, "checkpoint_every": 5}
+
+
+# Llama 2 sec. 3.3: "Hobbies ('You enjoy e.g. Tennis'), Language ('Speak in e.g. French'), or
+# Public Figure ('Act as e.g. Napoleon')"; the paper had Llama 2-Chat write the lists.
+GATT_HOBBIES = ["tennis", "gardening", "chess", "hiking", "painting", "cooking", "astronomy", "cycling"]
+GATT_LANGUAGES = ["French", "Spanish", "German", "Italian"]
+GATT_FIGURES = ["Napoleon", "Marie Curie", "Albert Einstein", "Cleopatra", "Shakespeare"]
+
+
+@dataclass
+class GAttConfig(SFTConfig, TuneJobConfig):
+    """Ghost Attention (Llama 2 sec. 3.3): instruction on every user turn while sampling, only on
+    the first when training, loss on the last turn's answer only."""
+
+    hobbies: list[str] = config_field(GATT_HOBBIES, "Hobby instructions: 'You enjoy {hobby}.' (paper's kind 1).")
+    languages: list[str] = config_field(GATT_LANGUAGES, "Language instructions: 'Always answer in {language}.'.")
+    public_figures: list[str] = config_field(GATT_FIGURES, "Persona instructions: 'Act as {figure}.' (paper's kind 3).")
+    dialogues: int = config_field(32, "Synthetic dialogues to sample.", gt=0)
+    turns: int = config_field(3, "User turns per synthetic dialogue (each a prompt of the project).", ge=2)
+    temperature: float = config_field(0.7, "Sampling temperature of the assistant turns.", ge=0)
+    max_new_tokens: int = config_field(96, "Longest sampled assistant turn, in tokens.", gt=0)
+    eval_dialogues: int = config_field(8, "Held-out dialogues for the turns-kept evaluation, before and after.", ge=0)
+    helpfulness_rm: str = config_field(
+        "", "Judges hobby and persona instructions in the evaluation; empty: only the language check runs."
+    )
+    generation_batch_size: int = config_field(64, "Rows per generate call of the sampling engine.", gt=0)
+
+    CPU_PRESET = {"batch_size": 8, "micro_batch_size": 4, "max_length": 512, "epochs": 1.0, "dialogues": 8,
+                  "max_new_tokens": 32, "eval_dialogues": 4, "checkpoint_every": 5}
+
+    def check(self):
+        if not (self.hobbies or self.languages or self.public_figures):
+            raise ConfigError("hobbies", "give at least one hobby, language or public figure")

@@ -36,3 +36,31 @@ def samples_publish_task(job_id, **kwargs):
     from rlhf.work import samples_publish_run
 
     samples_publish_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def sft_task(job_id, **kwargs):
+    from rlhf.finetune_work import sft_run
+
+    sft_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def dpo_task(job_id, **kwargs):
+    from rlhf.finetune_work import dpo_run_job
+
+    dpo_run_job(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def dpo_iterative_task(job_id, **kwargs):
+    from rlhf.finetune_work import dpo_iterative_run
+
+    dpo_iterative_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def gatt_task(job_id, **kwargs):
+    from rlhf.finetune_work import gatt_run
+
+    gatt_run(job_id=job_id)

@@ -20,9 +20,10 @@ ALLOWED = {
     "modelruntime": {"core"},
     "annotation": {"core"} | JOB_ROOM,
     "rewardmodel": {"core", "modelruntime", "annotation", "margin.cli"} | JOB_ROOM,
-    # rlhf reads reward models only to score with them
+    # rlhf reads reward models only to score with them, and their pair builder (DPO trains on
+    # the very pairs the reward models do)
     "rlhf": {"core", "modelruntime", "annotation", "rewardmodel.scoring", "rewardmodel.modeling",
-             "rewardmodel.models", "rewardmodel.services", "margin.cli"} | JOB_ROOM,
+             "rewardmodel.models", "rewardmodel.services", "rewardmodel.data", "margin.cli"} | JOB_ROOM,
     # dataio exports reward-model pairs (rewardmodel.data) and the rejection-sampling winners file
     "dataio": {"core", "annotation", "rewardmodel.data", "rlhf.models", "rlhf.rejection_sampling",
                "margin.cli", "margin.roles"} | JOB_ROOM,
@@ -31,7 +32,8 @@ ALLOWED = {
 # Files that take tensors, dataclasses and paths and run on CPU in a test (STYLE.md, rule 1).
 DJANGO_FREE = ["core", "modelruntime", "rewardmodel/loss.py", "rewardmodel/packing.py",
                "rewardmodel/modeling.py", "rlhf/ppo.py", "rlhf/rewards.py", "rlhf/generation.py",
-               "rlhf/rejection_sampling.py", "rlhf/sft.py", "rlhf/reward_server.py", "rlhf/chat_text.py"]
+               "rlhf/rejection_sampling.py", "rlhf/sft.py", "rlhf/reward_server.py", "rlhf/chat_text.py",
+               "rlhf/dpo.py"]
 PROJECT_PACKAGES = set(ALLOWED) | {"margin"}
 
 
