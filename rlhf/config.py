@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelruntime.config import AdamWConfig, ConfigBase, ConfigError, config_field
+from rlhf.alarms import RewardHackingAlarmConfig
 
 
 @dataclass
@@ -66,7 +67,7 @@ class RejectionSamplingConfig(SFTConfig, PolicyJobConfig):
 
 
 @dataclass
-class PPOConfig(PolicyJobConfig, AdamWConfig):
+class PPOConfig(PolicyJobConfig, AdamWConfig, RewardHackingAlarmConfig):  # alarms: rlhf/alarms.py
     # Llama 2 sec. 3.2.3 "Training Details": AdamW (0.9, 0.95, eps 1e-5), weight decay 0.1,
     # gradient clipping 1.0, constant lr 1e-6, batch 512, PPO clip 0.2, minibatch 64, one
     # gradient step per minibatch, beta 0.01 (7B, 13B) or 0.005 (34B, 70B), 200-400 iterations.

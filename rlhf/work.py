@@ -44,6 +44,30 @@ def safety_gate_for(safety_rm: str):
     return record.safety_gate if record is not None else None
 
 
+def alarms_watch(config, reward_fn, job, on_progress):
+    """The reward function wrapped to record the held-out judge's score, and the check run after
+    each iteration: alarms go to the log and the job's metrics (`alarms`), and with
+    alarm_action=stop the first one ends the run (rlhf/alarms.py)."""
+    from rewardmodel.scoring import load_scorer
+    from rlhf.alarms import JudgedReward, RewardHackingStopped, alarm_record, alarms_check
+
+    judged = JudgedReward(reward_fn, load_scorer(config.alarm_judge_rm) if config.alarm_judge_rm else None)
+    raised = {(a["alarm"], a["iteration"]) for a in job.metrics.get("alarms", [])}
+    found = list(job.metrics.get("alarms", []))
+
+    def check(records, done, total):
+        for alarm in alarms_check([alarm_record(r) for r in records], config):
+            if (alarm["alarm"], alarm["iteration"]) in raised:
+                continue
+            raised.add((alarm["alarm"], alarm["iteration"]))
+            found.append(alarm)
+            on_progress(done, total, metrics={"alarms": found}, log_line=f"REWARD-HACKING ALARM ({alarm['alarm']}): {alarm['message']}")
+            if config.alarm_action == "stop":
+                raise RewardHackingStopped(f"stopped by the {alarm['alarm']} alarm at iteration {alarm['iteration']}: {alarm['message']}")
+
+    return judged, check
+
+
 def policy_dir(name: str) -> Path:
     return Path(settings.MARGIN_MODEL_STORE) / "policies" / name
 
@@ -106,14 +130,17 @@ def ppo_work(job, on_progress):
     prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction, limit=config.max_prompts)
     history = {r["iteration"]: r for r in job.metrics.get("ppo_iterations", [])}
     on_progress(0, config.iterations, log_line=f"PPO from {parent.name} on {len(prompts)} prompts")
+    reward_fn, alarms_progress = alarms_watch(config, reward_fn_build(config, prompts), job, on_progress)
 
     def progress(done, total, record):
+        record = {**record, **reward_fn.last}  # the judge's score and the responses' length
         history[record["iteration"]] = record
         line = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "iteration")
         on_progress(done, total, metrics={"ppo_iterations": [history[i] for i in sorted(history)]},
                     log_line=f"iteration {done}/{total}: {line}")
+        alarms_progress([history[i] for i in sorted(history)], done, total)
 
-    result = ppo_train(config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn_build(config, prompts),
+    result = ppo_train(config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn,
                        policy_dir(config.name), on_progress=progress,
                        metadata={"name": config.name, "parent": parent.name})
     if result.stopped_early:
