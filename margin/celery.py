@@ -15,6 +15,8 @@ app.conf.task_routes = {
     # (`manage.py serve` starts it): a flood of them never keeps a staff training job waiting on
     # the `gpu` worker, and a long training job never keeps an annotator waiting for a pair.
     "rlhf.tasks.generate_pair_task": {"queue": "generate"},
+    # The OpenRLHF hand-off only follows a Ray job: no GPU on the worker, so no wait behind training.
+    "rlhf.tasks.rl_handoff_task": {"queue": "default"},
     "rlhf.tasks.*": {"queue": "gpu"},
     "rewardmodel.tasks.*": {"queue": "gpu"},
     "dataio.tasks.*": {"queue": "default"},

@@ -29,6 +29,7 @@ TASK_FOR_KIND = {
     Job.Kind.EVALUATE_POLICY: "rlhf.tasks.policy_evaluate_task",
     Job.Kind.PUBLISH_SAMPLES: "rlhf.tasks.samples_publish_task",
     Job.Kind.IMPORT_DATA: "dataio.tasks.import_data_task",
+    Job.Kind.RL_HANDOFF: "rlhf.tasks.rl_handoff_task",
     Job.Kind.SFT: "rlhf.tasks.sft_task",
     Job.Kind.DPO: "rlhf.tasks.dpo_task",
     Job.Kind.DPO_ITERATIVE: "rlhf.tasks.dpo_iterative_task",

@@ -64,3 +64,10 @@ def gatt_task(job_id, **kwargs):
     from rlhf.finetune_work import gatt_run
 
     gatt_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def rl_handoff_task(job_id, **kwargs):
+    from rlhf.handoff import rl_handoff_run
+
+    rl_handoff_run(job_id=job_id)

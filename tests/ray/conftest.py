@@ -60,9 +60,10 @@ class RayHead:
                    "--min-worker-port", str(worker_port), "--max-worker-port", str(worker_port + 50)]
         for flag, port in self.ports.items():
             command += [flag, str(port)]
-        # Job entry points run `python` as the cluster's nodes would: this venv's, first on PATH.
+        # Job entry points run `python` as the cluster's nodes would: this venv's, first on PATH, with the
+        # repository importable (the stand-ins of tests/ray play OpenRLHF installed on the cluster).
         env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-               "RAY_USAGE_STATS_ENABLED": "0"}
+               "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         self.process = subprocess.Popen(command, env=env, stdout=open(self.folder / "head.log", "w"),  # noqa: SIM115
                                         stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self._answers, 90, f"the Ray head at {self.address}")
