@@ -16,6 +16,8 @@ Rewards are not whitened here: Llama 2 whitens over the PPO batch, and OpenRLHF 
 rollout per request, so the trainer normalises over its batch (OpenRLHF's advantage
 normalisation). One worker thread scores for every connection (a scorer is not thread-safe, and one
 model copy serves all); requests that arrive together are merged up to the maximum batch size.
+Each connection holds a thread; past `max_connections` open at once, a new one is answered 503
+with Retry-After and closed, so a flood of clients cannot exhaust the server's threads or memory.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ServerLimits:
     max_query_chars: int = 65_536  # a text past the RM's max_length is cut from the left anyway
     max_body_bytes: int = 16 * 1024 * 1024  # checked on Content-Length, before the body is read
     batch_wait_seconds: float = 0.01  # how long a batch waits for more requests to join it
+    max_connections: int = 64  # open connections (one thread each); past it a newcomer gets 503 at once
 
     def __post_init__(self):
         for name, value in asdict(self).items():
@@ -239,9 +242,40 @@ def reward_server_build(*, batcher: RewardBatcher, limits: ServerLimits, markers
         pass
 
     Handler.batcher, Handler.limits, Handler.markers, Handler.description = batcher, limits, markers, description
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _CappedServer((host, port), Handler)
     server.daemon_threads = True
+    server.slots = threading.BoundedSemaphore(limits.max_connections)
     return server
+
+
+class _CappedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `slots` of them; the rest are refused without a thread."""
+
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def _refuse_busy(sock):
+    body = json.dumps({"error": "too many open connections; retry shortly", "field": "(connection)"}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        sock.settimeout(1)  # a client that does not read must not hold the accepting thread
+        sock.sendall(head + body)
+    except OSError:
+        pass
 
 
 class _RewardHandler(BaseHTTPRequestHandler):

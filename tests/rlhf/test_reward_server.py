@@ -21,7 +21,8 @@ from tests.real_services import wait_until
 
 pytestmark = pytest.mark.slow  # starts real server processes (about 15 s each on 2 cores)
 
-LIMITS = {"--max-batch-size": 2, "--max-queries": 8, "--max-query-chars": 4000, "--max-body-bytes": 20_000}
+LIMITS = {"--max-batch-size": 2, "--max-queries": 8, "--max-query-chars": 4000, "--max-body-bytes": 20_000,
+          "--max-connections": 6}
 DIALOGUES = [
     [{"role": "user", "content": "How do I bake bread?"}, {"role": "assistant", "content": "Mix flour, water, yeast; knead; bake."}],
     [{"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "I refuse."}],
@@ -168,7 +169,24 @@ def test_health_names_the_models_and_limits(combined_server, tiny_reward_model_p
 
     assert health["status"] == "ok"
     assert health["reward"].startswith("combined") and health["helpfulness_rm"] == str(tiny_reward_model_path)
-    assert health["limits"]["max_batch_size"] == 2
+    assert health["limits"]["max_batch_size"] == 2 and health["limits"]["max_connections"] == 6
+
+
+def test_connections_past_the_cap_are_refused_at_once_and_served_again_after(combined_server):
+    # Six clients that connect and send nothing hold every slot (a thread each); the seventh gets
+    # 503 with Retry-After straight away instead of a seventh thread, and is served once they leave.
+    import socket
+
+    idle = [socket.create_connection(("127.0.0.1", combined_server.port)) for _ in range(6)]
+    try:
+        wait_until(lambda: combined_server.post({"query": ["x"]}).status_code == 503, 10, "the cap to fill")
+        refused = combined_server.post({"query": ["x"]})
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"error": "too many open connections; retry shortly", "field": "(connection)"}
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: httpx.get(f"{combined_server.url}/health").status_code == 200, 10, "a slot to free")
 
 
 USER_ONLY = "<|im_start|>user\nHello?<|im_end|>\n"
@@ -241,6 +259,7 @@ def test_one_reward_model_alone_answers_its_raw_score(tmp_path, tiny_reward_mode
     (["--safety-rm", "no-such-rm"], "--safety-rm no-such-rm: no reward model named"),
     (["--reward-model", "x", "--max-batch-size", "0"], "--max-batch-size: must be positive"),
     (["--reward-model", "x", "--batch-wait-ms", "-1"], "--batch-wait-ms: must be 0 or more"),
+    (["--reward-model", "x", "--max-connections", "0"], "--max-connections: must be positive"),
 ])
 def test_the_command_refuses_bad_arguments_clearly(argv, message):
     with pytest.raises(CommandError, match=message.replace("+", r"\+")):

@@ -13,7 +13,7 @@ from rlhf.rewards import SAFETY_GATE
 
 LIMIT_FLAGS = {"max_batch_size": "--max-batch-size", "max_queries": "--max-queries",
                "max_query_chars": "--max-query-chars", "max_body_bytes": "--max-body-bytes",
-               "batch_wait_seconds": "--batch-wait-ms"}
+               "max_connections": "--max-connections", "batch_wait_seconds": "--batch-wait-ms"}
 
 
 class Command(BaseCommand):
@@ -32,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--max-queries", type=int, default=defaults.max_queries, help="texts per request")
         parser.add_argument("--max-query-chars", type=int, default=defaults.max_query_chars, help="characters per text")
         parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, help="bytes per request body")
+        parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                            help="open connections at once; more are answered 503 with Retry-After")
         parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_seconds * 1000,
                             help="how long a batch waits for concurrent requests to join it")
 
