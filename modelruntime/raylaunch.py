@@ -137,6 +137,10 @@ def ray_launch(*, command: list[str], workdir: Path, events_path: Path, on_event
     lines) when the run fails; RunCancelled once the Ray job stopped on cancel.
     """
     workdir = Path(workdir)
+    if "--nnodes" in command and int(command[command.index("--nnodes") + 1]) > 1:
+        # One Ray job is one entry point on one node; its torchrun would wait for the others forever.
+        raise DistributedRunError("on Ray a job runs on one node: set nodes to 1 (processes up to one node's "
+                                  "devices), or unset MARGIN_RAY_ADDRESS to join several machines by rdzv_endpoint")
     client = ray_client(address)
     earlier = workdir / JOB_FILE
     if earlier.is_file():  # a worker died while following it: that run must not race this one

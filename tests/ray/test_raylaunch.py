@@ -86,3 +86,12 @@ def _state(pid):
         return ""
 
 
+
+
+def test_a_several_node_run_is_refused_before_anything_is_submitted(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "head:29400", "-m", "modelruntime.distributed_entry"]
+    with pytest.raises(DistributedRunError, match="on Ray a job runs on one node: set nodes to 1"):
+        ray_launch(command=command, workdir=tmp_path, events_path=tmp_path / "events.jsonl", on_event=print,
+                   cancel_requested=lambda: False, address="http://127.0.0.1:1")
+    assert not (tmp_path / JOB_FILE).exists()
