@@ -230,8 +230,9 @@ def comparison_for_review(*, comparison_id):
 # --- policy versions ------------------------------------------------------------------------------
 
 
-def policy_leaderboard(*, project=None, bootstrap=200):
-    """Bradley-Terry ratings of policy versions from judged comparisons between two versions."""
+def _version_battles(project=None):
+    """(names, wins as (winner, loser) indices, winner texts, loser texts) from judged comparisons
+    between two different policy versions."""
     judgments = Judgment.objects.filter(
         choice__in=("a", "b"),
         comparison__response_a__policy_version__isnull=False,
@@ -243,13 +244,34 @@ def policy_leaderboard(*, project=None, bootstrap=200):
         "choice",
         "comparison__response_a__policy_version__name",
         "comparison__response_b__policy_version__name",
+        "comparison__response_a__text",
+        "comparison__response_b__text",
     ))
-    names = sorted({name for _, a, b in rows for name in (a, b)})
+    names = sorted({name for _, a, b, _, _ in rows for name in (a, b)})
     index = {name: i for i, name in enumerate(names)}
-    wins = [
-        (index[a], index[b]) if choice == "a" else (index[b], index[a]) for choice, a, b in rows
-    ]
+    wins, winner_texts, loser_texts = [], [], []
+    for choice, a, b, text_a, text_b in rows:
+        first, second = ((a, text_a), (b, text_b)) if choice == "a" else ((b, text_b), (a, text_a))
+        wins.append((index[first[0]], index[second[0]]))
+        winner_texts.append(first[1])
+        loser_texts.append(second[1])
+    return names, wins, winner_texts, loser_texts
+
+
+def policy_leaderboard(*, project=None, bootstrap=200):
+    """Bradley-Terry ratings of policy versions from judged comparisons between two versions."""
+    names, wins, _, _ = _version_battles(project)
     return stats.bradley_terry_with_ci(names, wins, bootstrap=bootstrap)
+
+
+def policy_leaderboard_style_controlled(*, project=None, bootstrap=100):
+    """The same battles with response length and Markdown elements as covariates (LMSYS's style
+    control): ratings of what is left once style is accounted for."""
+    names, wins, winner_texts, loser_texts = _version_battles(project)
+    return stats.bradley_terry_style_with_ci(
+        names, wins, [stats.style_counts(t) for t in winner_texts], [stats.style_counts(t) for t in loser_texts],
+        bootstrap=bootstrap,
+    )
 
 
 # --- jobs -----------------------------------------------------------------------------------------

@@ -267,3 +267,74 @@ def bradley_terry_with_ci(names, wins, bootstrap=200, seed=0, level=0.95):
         for i, name in enumerate(names)
     ]
     return sorted(rows, key=lambda row: -row["rating"])
+
+
+# --- style-controlled Bradley-Terry (issue 21) -----------------------------------------------------
+
+STYLE_FEATURES = ("length", "headers", "list_items", "bold")
+
+
+def style_counts(text: str) -> tuple[int, int, int, int]:
+    """Characters and Markdown elements of a response, the covariates LMSYS's style control uses
+    (Chatbot Arena, "Does style matter?", 2024): length, headers, list items, bold spans."""
+    lines = [line.lstrip() for line in text.splitlines()]
+    headers = sum(line.startswith("#") for line in lines)
+    items = sum(line[:2] in ("- ", "* ", "+ ") or (line.split(". ", 1)[0].isdigit() and ". " in line)
+                for line in lines)
+    return len(text), headers, items, text.count("**") // 2
+
+
+def _style_differences(features_winner, features_loser):
+    """(battles, k): LMSYS's normalised difference (w - l) / (w + l) (0 when both are 0), then
+    scaled to unit root-mean-square over the battles so coefficients are comparable. (RMS, not
+    the standard deviation: battles are coded winner-first, and the RMS, unlike the standard
+    deviation, is the same whichever side of each battle is written first.)"""
+    w, loser = np.asarray(features_winner, float), np.asarray(features_loser, float)  # (m, k)
+    total = w + loser
+    diff = np.divide(w - loser, total, out=np.zeros_like(total), where=total > 0)
+    spread = np.sqrt((diff**2).mean(axis=0))
+    return diff / np.where(spread > 0, spread, 1.0)
+
+
+def bradley_terry_style(n_items, wins, style_diff, alpha=0.01):
+    """Logistic regression P(w beats l) = sigmoid(theta_w - theta_l + beta . style_diff) with a
+    small ridge (alpha) like the plain fit's; returns (theta centred on 0, beta)."""
+    from scipy.optimize import minimize
+
+    wins = np.asarray(wins)  # (m, 2)
+    m, k = style_diff.shape
+    design = np.zeros((m, n_items + k))  # (m, n + k): +1 winner, -1 loser, then the style columns
+    design[np.arange(m), wins[:, 0]] += 1
+    design[np.arange(m), wins[:, 1]] -= 1
+    design[:, n_items:] = style_diff
+
+    def loss(params):
+        margin = design @ params  # (m,)
+        value = np.logaddexp(0, -margin).sum() + alpha / 2 * params @ params
+        gradient = -design.T @ (1 / (1 + np.exp(margin))) + alpha * params
+        return value, gradient
+
+    params = minimize(loss, np.zeros(n_items + k), jac=True, method="L-BFGS-B").x
+    theta = params[:n_items]
+    return theta - theta.mean(), params[n_items:]
+
+
+def bradley_terry_style_with_ci(names, wins, features_winner, features_loser, bootstrap=100, seed=0, level=0.95):
+    """Style-controlled ratings on the Elo scale with percentile bootstrap intervals, and the
+    style coefficients (how many log-odds one standard deviation of each covariate is worth)."""
+    if not wins or len(names) < 2:
+        return {"rows": [], "coefficients": {}}
+    scale = 400 / math.log(10)
+    wins = np.asarray(wins)
+    diff = _style_differences(features_winner, features_loser)
+    point, beta = bradley_terry_style(len(names), wins, diff)
+    rng = np.random.default_rng(seed)
+    samples = np.empty((bootstrap, len(names)))
+    for b in range(bootstrap):
+        rows = rng.integers(0, len(wins), len(wins))
+        samples[b] = bradley_terry_style(len(names), wins[rows], diff[rows])[0]
+    low, high = np.percentile(samples, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=0)
+    rows = [{"name": name, "rating": float(1000 + scale * point[i]), "low": float(1000 + scale * low[i]),
+             "high": float(1000 + scale * high[i])} for i, name in enumerate(names)]
+    return {"rows": sorted(rows, key=lambda row: -row["rating"]),
+            "coefficients": {name: float(value) for name, value in zip(STYLE_FEATURES, beta)}}

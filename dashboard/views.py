@@ -209,7 +209,7 @@ def adjudicate(request, comparison_id):
 @require_GET
 def leaderboard(request):
     return render(request, "dashboard/leaderboard.html",
-                  {"rows": selectors.policy_leaderboard()})
+                  {"rows": selectors.policy_leaderboard(), "style": selectors.policy_leaderboard_style_controlled()})
 
 
 @staff_required(VIEW_DASHBOARD)
