@@ -179,6 +179,87 @@ def dpo_iterative_work(job, on_progress):
     return {"policy_version_id": latest.pk, "name": latest.name, "rounds": rounds}
 
 
+# --- Ghost Attention ------------------------------------------------------------------------------
+
+
+def gatt_work(job, on_progress):
+    """Sample instructed dialogues with the latest policy (its backend: local or served), fine-tune
+    on them with the instruction in the first turn only, and measure turns kept before and after
+    on held-out prompts. A retried job samples the same dialogues again (seeded) and resumes the
+    fine-tuning from its last state."""
+    from rlhf import gatt
+    from rlhf.backends import LocalBackend, backend_for
+    from rlhf.config import GAttConfig
+    from rlhf.generation import SamplingConfig
+
+    config = config_for_worker(GAttConfig, job.params["config"])
+    parent = policy_version_resolve(config.policy)
+    instructions = gatt.instructions_from(hobbies=config.hobbies, languages=config.languages,
+                                     public_figures=config.public_figures)
+    sampling = SamplingConfig(temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=config.seed)
+
+    def texts(backend):
+        return lambda conversations: [g[0].text for g in backend.generate(conversations, sampling)]
+
+    def prompts_of(split, limit):
+        return [p.messages[0]["content"] for p in policy_prompts(
+            project_name=config.project, split=split, heldout_fraction=config.heldout_fraction, limit=limit)]
+
+    train_prompts = prompts_of("train", config.dialogues * config.turns)
+    dialogues = gatt.dialogues_build(train_prompts, instructions, count=config.dialogues, turns=config.turns,
+                                seed=config.seed)
+    steps = 3 + config.turns
+    on_progress(0, steps, log_line=f"sampling {len(dialogues)} {config.turns}-turn dialogues from {parent.name}, "
+                                   "the instruction on every user turn")
+    parent_backend = backend_for(parent, batch_size=config.generation_batch_size)
+    gatt.dialogues_sample(texts(parent_backend), dialogues, instruction_everywhere=True,
+                     on_turn=lambda t: on_progress(t, steps))
+    examples = [example for dialogue in dialogues for example in gatt.training_examples(dialogue)]
+
+    heldout_prompts = prompts_of("heldout", None)
+    scorer = None
+    if config.helpfulness_rm:
+        from rewardmodel.scoring import load_scorer
+
+        scorer = load_scorer(config.helpfulness_rm).score
+    evaluation = {}
+
+    def evaluate(label, backend):
+        if config.eval_dialogues == 0 or len(heldout_prompts) < config.turns:
+            evaluation[label] = {"gatt/turns_kept": None, "note": f"needs {config.turns} held-out prompts, "
+                                                                  f"{len(heldout_prompts)} found"}
+            return
+        held = gatt.dialogues_build(heldout_prompts, instructions, count=config.eval_dialogues, turns=config.turns,
+                               seed=config.seed + 1)
+        evaluation[label] = gatt.instruction_evaluation(
+            gatt.dialogues_sample(texts(backend), held, instruction_everywhere=False), scorer)
+
+    evaluate("before", parent_backend)
+    on_progress(config.turns + 1, steps, log_line=f"fine-tuning on {len(examples)} turns; "
+                                                  f"turns kept before: {evaluation['before']['gatt/turns_kept']}")
+    checkpoint, result = _sft_model_train(config, parent, examples, policy_dir(config.name) / "policy",
+                                          lambda step, total, metrics=None: on_progress(step, total, metrics),
+                                          {"kind": "gatt", "name": config.name, "parent": parent.name})
+    evaluate("after", LocalBackend(checkpoint_path=checkpoint, batch_size=config.generation_batch_size))
+    kinds = {}
+    for dialogue in dialogues:
+        kinds[dialogue.instruction.kind] = kinds.get(dialogue.instruction.kind, 0) + 1
+    data = {"project": config.project or "(all projects)", "dialogues": len(dialogues), "turns": config.turns,
+            "examples": len(examples), "instruction_kinds": kinds, "parent": parent.name,
+            "example_dialogue": {"instruction": dialogues[0].instruction.text, "users": dialogues[0].users,
+                                 "answers": dialogues[0].answers}}
+    metrics = {"loss/sft": result["loss"], "turns_kept_before": evaluation["before"],
+               "turns_kept_after": evaluation["after"]}
+    version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.GATT, parent=parent,
+                             checkpoint=checkpoint, config=config, data=data, metrics=metrics)
+    on_progress(steps, steps, metrics={"turns_kept_before": evaluation["before"],
+                                       "turns_kept_after": evaluation["after"]},
+                log_line=f"turns kept: {evaluation['before']['gatt/turns_kept']} before, "
+                         f"{evaluation['after']['gatt/turns_kept']} after")
+    return {"policy_version_id": version.pk, "name": version.name,
+            "turns_kept": [evaluation["before"]["gatt/turns_kept"], evaluation["after"]["gatt/turns_kept"]]}
+
+
 # --- runs (claim the row, report progress, record the end) ----------------------------------------
 
 
@@ -192,3 +273,7 @@ def dpo_run_job(*, job_id, console=None):
 
 def dpo_iterative_run(*, job_id, console=None):
     return job_run(job_id=job_id, kind=Job.Kind.DPO_ITERATIVE, work=work_with_console(dpo_iterative_work, console))
+
+
+def gatt_run(*, job_id, console=None):
+    return job_run(job_id=job_id, kind=Job.Kind.GATT, work=work_with_console(gatt_work, console))

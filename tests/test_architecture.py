@@ -33,7 +33,7 @@ ALLOWED = {
 DJANGO_FREE = ["core", "modelruntime", "rewardmodel/loss.py", "rewardmodel/packing.py",
                "rewardmodel/modeling.py", "rlhf/ppo.py", "rlhf/rewards.py", "rlhf/generation.py",
                "rlhf/rejection_sampling.py", "rlhf/sft.py", "rlhf/reward_server.py", "rlhf/chat_text.py",
-               "rlhf/dpo.py"]
+               "rlhf/dpo.py", "rlhf/gatt.py"]
 PROJECT_PACKAGES = set(ALLOWED) | {"margin"}
 
 
