@@ -225,10 +225,15 @@ class DPOIterativeConfig(DPOConfig, TuneJobConfig):
 
 
 # Llama 2 sec. 3.3: "Hobbies ('You enjoy e.g. Tennis'), Language ('Speak in e.g. French'), or
-# Public Figure ('Act as e.g. Napoleon')"; the paper had Llama 2-Chat write the lists.
-GATT_HOBBIES = ["tennis", "gardening", "chess", "hiking", "painting", "cooking", "astronomy", "cycling"]
-GATT_LANGUAGES = ["French", "Spanish", "German", "Italian"]
-GATT_FIGURES = ["Napoleon", "Marie Curie", "Albert Einstein", "Cleopatra", "Shakespeare"]
+# Public Figure ('Act as e.g. Napoleon')"; the paper had Llama 2-Chat write the lists. Comma-
+# separated text, so staff edit them in the dashboard's job form as in `--hobbies "chess, golf"`.
+GATT_HOBBIES = "tennis, gardening, chess, hiking, painting, cooking, astronomy, cycling"
+GATT_LANGUAGES = "French, Spanish, German, Italian"
+GATT_FIGURES = "Napoleon, Marie Curie, Albert Einstein, Cleopatra, Shakespeare"
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 @dataclass
@@ -236,9 +241,9 @@ class GAttConfig(SFTConfig, TuneJobConfig):
     """Ghost Attention (Llama 2 sec. 3.3): instruction on every user turn while sampling, only on
     the first when training, loss on the last turn's answer only."""
 
-    hobbies: list[str] = config_field(GATT_HOBBIES, "Hobby instructions: 'You enjoy {hobby}.' (paper's kind 1).")
-    languages: list[str] = config_field(GATT_LANGUAGES, "Language instructions: 'Always answer in {language}.'.")
-    public_figures: list[str] = config_field(GATT_FIGURES, "Persona instructions: 'Act as {figure}.' (paper's kind 3).")
+    hobbies: str = config_field(GATT_HOBBIES, "Hobbies, comma-separated: 'You enjoy {hobby}.' (paper's kind 1).")
+    languages: str = config_field(GATT_LANGUAGES, "Languages, comma-separated: 'Always answer in {language}.'.")
+    public_figures: str = config_field(GATT_FIGURES, "Public figures, comma-separated: 'Act as {figure}.'.")
     dialogues: int = config_field(32, "Synthetic dialogues to sample.", gt=0)
     turns: int = config_field(3, "User turns per synthetic dialogue (each a prompt of the project).", ge=2)
     temperature: float = config_field(0.7, "Sampling temperature of the assistant turns.", ge=0)
@@ -253,5 +258,5 @@ class GAttConfig(SFTConfig, TuneJobConfig):
                   "max_new_tokens": 32, "eval_dialogues": 4, "checkpoint_every": 5}
 
     def check(self):
-        if not (self.hobbies or self.languages or self.public_figures):
+        if not (comma_list(self.hobbies) or comma_list(self.languages) or comma_list(self.public_figures)):
             raise ConfigError("hobbies", "give at least one hobby, language or public figure")

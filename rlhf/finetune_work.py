@@ -189,13 +189,13 @@ def gatt_work(job, on_progress):
     fine-tuning from its last state."""
     from rlhf import gatt
     from rlhf.backends import LocalBackend, backend_for
-    from rlhf.config import GAttConfig
+    from rlhf.config import GAttConfig, comma_list
     from rlhf.generation import SamplingConfig
 
     config = config_for_worker(GAttConfig, job.params["config"])
     parent = policy_version_resolve(config.policy)
-    instructions = gatt.instructions_from(hobbies=config.hobbies, languages=config.languages,
-                                     public_figures=config.public_figures)
+    instructions = gatt.instructions_from(hobbies=comma_list(config.hobbies), languages=comma_list(config.languages),
+                                          public_figures=comma_list(config.public_figures))
     sampling = SamplingConfig(temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=config.seed)
 
     def texts(backend):

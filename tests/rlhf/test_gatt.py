@@ -102,7 +102,7 @@ def test_gatt_job_makes_a_gatt_version_with_turns_kept_before_and_after(prompts)
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("config, field", [
-    ({**JOB, "hobbies": [], "languages": [], "public_figures": []}, "hobbies"),
+    ({**JOB, "hobbies": " ", "languages": "", "public_figures": ","}, "hobbies"),
     ({**JOB, "turns": 1}, "turns"),
     ({**JOB, "turns": 12}, "project"),  # more turns than training prompts
     ({**JOB, "helpfulness_rm": "no-such-rm"}, "helpfulness_rm"),

@@ -8,13 +8,14 @@ import pytest
 import torch
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from annotation.models import Demonstration
 from margin.models import Job
 from modelruntime.modelstore import load_policy
 from rlhf import finetune_work, jobs
 from rlhf.models import PolicyVersion
-from tests.factories import DialogueFactory, ProjectFactory, UserFactory
+from tests.factories import DialogueFactory, ProjectFactory, StaffFactory, UserFactory
 from tests.real_services import wait_until
 
 SMALL = {"policy": "tiny", "project": "helpful", "preset": "cpu", "heldout_fraction": 0.0, "batch_size": 2,
@@ -101,3 +102,26 @@ def test_train_sft_command_refuses_bad_input_with_a_clear_message(demonstrations
         call_command("train_sft", "--project", "helpful", "--lora-rank", "-1")
     with pytest.raises(CommandError, match="no project named 'nowhere'"):
         call_command("train_sft", "--project", "nowhere")
+
+
+@pytest.mark.django_db
+def test_staff_launch_sft_from_the_dashboard_and_bad_input_names_the_field(client, demonstrations):
+    client.force_login(StaffFactory())
+    url = reverse("dashboard:job_launch", args=[Job.Kind.SFT])
+    assert 'name="demonstrations"' in client.get(url).content.decode()
+
+    refused = client.post(url, {"project": "helpful", "epochs": "-1"})
+    assert refused.status_code == 422 and "Epochs must be greater than 0" in refused.content.decode()
+    assert not Job.objects.exists()
+
+    launched = client.post(url, {"project": "helpful", "demonstrations": "on", "heldout_fraction": "0"})
+    job = Job.objects.get(kind=Job.Kind.SFT)
+    assert launched.status_code == 302 and job.params["config"]["name"] == "SFT-V1"
+    assert job.params["config"]["project"] == "helpful"
+
+
+@pytest.mark.django_db
+def test_the_gatt_form_lets_staff_edit_the_instruction_lists(client, demonstrations):
+    client.force_login(StaffFactory())
+    html = client.get(reverse("dashboard:job_launch", args=[Job.Kind.GATT])).content.decode()
+    assert 'name="languages"' in html and "French, Spanish, German, Italian" in html
