@@ -182,11 +182,9 @@ def _reward_model_names():
 def _checkpoint_choices():
     """(checkpoint path, version name) of the policy versions whose weights are in the store: a
     reward model starts from one of them (Llama 2 sec. 3.2.2: from the chat model checkpoint)."""
-    from modelruntime.modelstore import checkpoint_is_complete
-    from rlhf.models import PolicyVersion
+    from rlhf.selectors import policy_versions_with_weights
 
-    versions = PolicyVersion.objects.exclude(checkpoint_path="").order_by("-created_at")
-    return [(v.checkpoint_path, v.name) for v in versions if checkpoint_is_complete(v.checkpoint_path)]
+    return [(version.checkpoint_path, version.name) for version in policy_versions_with_weights()]
 
 
 def _project_names():

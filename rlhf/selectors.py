@@ -70,3 +70,12 @@ def policy_prompts(*, project_name="", split="train", heldout_fraction=0.1, limi
         if limit and len(prompts) == limit:
             break
     return prompts
+
+
+def policy_versions_with_weights():
+    """Versions whose checkpoint is complete in the model store (newest first): what a reward model
+    or a fine-tune can start from. A served model registered without weights is not among them."""
+    from modelruntime.modelstore import checkpoint_is_complete
+
+    versions = PolicyVersion.objects.exclude(checkpoint_path="").order_by("-created_at")
+    return [version for version in versions if checkpoint_is_complete(version.checkpoint_path)]
