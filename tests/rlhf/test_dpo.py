@@ -151,3 +151,47 @@ def test_train_dpo_command_refuses_bad_input_with_a_clear_message(judged):
         call_command("train_dpo", "--project", "helpful", "--loss-type", "kto")
     with pytest.raises(CommandError, match="no project named 'elsewhere'"):
         call_command("train_dpo", "--project", "elsewhere")
+
+
+# --- iterative DPO -----------------------------------------------------------------------------------
+
+ROUNDS = {"policy": "tiny", "project": "helpful", "helpfulness_rm": "tiny-helpful", "preset": "cpu", "rounds": 2,
+          "k": 3, "max_new_tokens": 6, "max_prompts": 4, "heldout_fraction": 0.3, "learning_rate": 1e-3,
+          "temperature": 1.5}
+
+
+@pytest.fixture
+def rm_world(judged, tiny_reward_model_path):
+    from rewardmodel.models import RewardModel
+
+    RewardModel.objects.create(name="tiny-helpful", objective="helpfulness", base_model="tiny",
+                               checkpoint_path=str(tiny_reward_model_path))
+    return judged
+
+
+@pytest.mark.django_db
+def test_iterative_dpo_makes_one_version_per_round_each_the_child_of_the_last(rm_world):
+    job = jobs.dpo_iterative_start(config=ROUNDS)
+    finetune_work.dpo_iterative_run(job_id=job.pk)
+    job.refresh_from_db()
+
+    assert job.state == Job.State.SUCCEEDED, job.error
+    first, second = PolicyVersion.objects.get(name="DPO-V1-R1"), PolicyVersion.objects.get(name="DPO-V1-R2")
+    assert first.parent == rm_world and second.parent == first and second.job == job
+    assert second.kind == PolicyVersion.Kind.DPO and second.data["labelled_by"] == "reward model"
+    assert second.data["round"] == 2 and second.metrics["round"]["pairs"] == second.data["pairs"] > 0
+    assert [r["name"] for r in job.result["rounds"]] == ["DPO-V1-R1", "DPO-V1-R2"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("config, field", [
+    ({**ROUNDS, "k": 1}, "k"),
+    ({**ROUNDS, "helpfulness_rm": ""}, "helpfulness_rm"),
+    ({**ROUNDS, "helpfulness_rm": "no-such-rm"}, "helpfulness_rm"),
+    ({**ROUNDS, "rounds": 0}, "rounds"),
+])
+def test_bad_iterative_dpo_config_is_refused_naming_the_field(rm_world, config, field):
+    with pytest.raises(ValidationError) as refused:
+        jobs.dpo_iterative_start(config=config)
+    assert field in refused.value.message_dict
+    assert not Job.objects.exists()
