@@ -26,6 +26,10 @@ def launch(ray_head, workdir, mode, cancel_requested=lambda: False):
 
 
 def test_a_run_on_the_cluster_reports_its_progress_and_result(ray_head, tmp_path):
+    client = ray_client(ray_head.address)
+    orphan = client.submit_job(entrypoint="sleep 300")  # the run of a worker that died following it
+    (tmp_path / JOB_FILE).write_text(json.dumps({"submission_id": orphan, "address": ray_head.address}))
+
     result, events = launch(ray_head, tmp_path, "ok")
 
     assert result == {"checkpoint": "/store/rm", "accuracy": 0.75}
@@ -36,6 +40,7 @@ def test_a_run_on_the_cluster_reports_its_progress_and_result(ray_head, tmp_path
     assert logs[1] == f"ran in {Path(__file__).resolve().parents[2]} with PYTHONPATH={Path(__file__).resolve().parents[2]}"
     assert "Running entrypoint for job" in (tmp_path / LOG_NAME).read_text()
     assert not (tmp_path / JOB_FILE).exists()
+    assert client.get_job_status(orphan).value == "STOPPED"  # stopped before this run was submitted
 
 
 def test_a_failed_run_names_the_ray_job_and_its_last_log_lines(ray_head, tmp_path):
@@ -58,17 +63,6 @@ def test_cancel_stops_the_ray_job_and_its_process(ray_head, tmp_path):
     assert ray_client(ray_head.address).get_job_status(job_id).value == "STOPPED"
     pid = int((tmp_path / "standin.pid").read_text())
     wait_until(lambda: not Path(f"/proc/{pid}").exists() or "(Z)" in _state(pid), 10, "the stand-in to end")
-
-
-def test_a_retry_stops_the_run_a_dead_worker_left_on_the_cluster(ray_head, tmp_path):
-    client = ray_client(ray_head.address)
-    orphan = client.submit_job(entrypoint="sleep 300")
-    (tmp_path / JOB_FILE).write_text(json.dumps({"submission_id": orphan, "address": ray_head.address}))
-
-    result, _ = launch(ray_head, tmp_path, "ok")
-
-    assert result["accuracy"] == 0.75
-    assert client.get_job_status(orphan).value == "STOPPED"
 
 
 def test_an_address_where_no_ray_answers_is_named():
