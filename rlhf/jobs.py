@@ -64,7 +64,8 @@ def _reward_models_check(config):
 def _version_name_reserve(config):
     """The new version's name, fixed at start so a retried job writes the same version."""
     queued = Job.objects.filter(
-        kind__in=[Job.Kind.REJECTION_SAMPLE, Job.Kind.PPO], state__in=[Job.State.QUEUED, Job.State.RUNNING]
+        kind__in=[Job.Kind.REJECTION_SAMPLE, Job.Kind.PPO, Job.Kind.RL_HANDOFF],
+        state__in=[Job.State.QUEUED, Job.State.RUNNING],
     )
     taken = set(PolicyVersion.objects.values_list("name", flat=True))
     taken |= {job.params.get("config", {}).get("name") for job in queued}

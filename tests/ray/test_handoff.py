@@ -163,3 +163,13 @@ def test_cancel_on_the_dashboard_stops_the_ray_run_of_a_default_queue_worker(wor
     wait_until(lambda: Job.objects.get(pk=job.pk).state == Job.State.CANCELLED, 60, "the job to be cancelled")
     assert ray_client(ray_head.address).get_job_status(ray_job_id).value == "STOPPED"
     assert PolicyVersion.objects.count() == 1
+
+
+def test_a_ppo_job_started_during_a_handoff_gets_another_version_name(world, tmp_path):
+    from rlhf.jobs import ppo_params
+
+    params = handoff.rl_handoff_prepare(config=CONFIG, reward_url=REWARD_URL, output=str(tmp_path))
+    handoff.rl_handoff_start(params={**params, "ray_address": "http://ray-head:8265"})
+
+    assert params["config"]["name"] == "RLHF-V1"
+    assert ppo_params({**CONFIG})["config"]["name"] == "RLHF-V2"
