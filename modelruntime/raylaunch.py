@@ -27,6 +27,7 @@ JOB_FILE = "ray_job.json"  # the submission id of the work folder's current Ray 
 POLL_SECONDS = 0.5
 STOP_WAIT_SECONDS = 60  # Ray's job supervisor sends SIGTERM, then SIGKILL after a few seconds
 LOG_TAIL_LINES = 20
+LOG_SECONDS = 10.0
 
 
 class RayError(RuntimeError):
@@ -90,9 +91,10 @@ def ray_job_logs_tail(client, job_id: str, lines: int = LOG_TAIL_LINES) -> str:
 
 def ray_job_follow(client, job_id: str, *, cancel_requested: Callable[[], bool],
                    on_poll: Callable[[], None] = lambda: None, on_log: Callable[[str], None] | None = None,
-                   poll_seconds: float = POLL_SECONDS) -> None:
+                   poll_seconds: float = POLL_SECONDS, log_seconds: float = LOG_SECONDS) -> None:
     """Wait for the Ray job to succeed, calling `on_poll()` every poll (after the status was read,
-    so a finished job's last output is seen) and `on_log(line)` for each new log line.
+    so a finished job's last output is seen) and `on_log(line)` for each new log line (read every
+    `log_seconds`, and once the job has ended: Ray hands back the whole log each time).
 
     Raises RunCancelled once the job has stopped when cancel_requested() turns true; stops the job
     and re-raises when a callback raises; raises RayError with the last log lines when the job
@@ -100,13 +102,14 @@ def ray_job_follow(client, job_id: str, *, cancel_requested: Callable[[], bool],
     """
     from ray.job_submission import JobStatus
 
-    logged = 0
+    logged, logs_read_at = 0, time.monotonic()
     try:
         while True:
             status = client.get_job_status(job_id)
             on_poll()
-            if on_log is not None:
-                lines = client.get_job_logs(job_id).splitlines()
+            ended = status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
+            if on_log is not None and (ended or time.monotonic() - logs_read_at >= log_seconds):
+                lines, logs_read_at = client.get_job_logs(job_id).splitlines(), time.monotonic()
                 for line in lines[logged:]:
                     on_log(line)
                 logged = len(lines)

@@ -54,10 +54,12 @@ def test_a_failed_run_names_the_ray_job_and_its_last_log_lines(ray_head, tmp_pat
 
 
 def test_cancel_stops_the_ray_job_and_its_process(ray_head, tmp_path):
-    seen = []
+    events = []
 
-    with pytest.raises(RunCancelled, match="Ray job raysubmit_.* was stopped"):
-        launch(ray_head, tmp_path, "hang", cancel_requested=lambda: bool(seen.append(1) or len(seen) > 4))
+    with pytest.raises(RunCancelled, match="Ray job raysubmit_.* was stopped"):  # once the run reported
+        ray_launch(command=standin(tmp_path, "hang"), workdir=tmp_path, events_path=tmp_path / "events.jsonl",
+                   on_event=events.append, cancel_requested=lambda: any("step" in e for e in events),
+                   address=ray_head.address)
 
     job_id = json.loads((tmp_path / JOB_FILE).read_text())["submission_id"]
     assert ray_client(ray_head.address).get_job_status(job_id).value == "STOPPED"
