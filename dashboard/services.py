@@ -63,6 +63,9 @@ LAUNCHERS = {
     Job.Kind.DPO_ITERATIVE: Launcher("Iterative DPO (reward-model labels)", *_rlhf("DPOIterativeConfig",
                                                                                    "dpo_iterative_start")),
     Job.Kind.GATT: Launcher("Ghost Attention fine-tune", *_rlhf("GAttConfig", "gatt_start")),
+    Job.Kind.EVALUATE_SAFETY: Launcher(
+        "Safety evaluation of a policy", *_rlhf("SafetyEvaluationConfig", "safety_evaluate_start")
+    ),
 }
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("annotators/<int:user_id>/", views.annotator_update, name="annotator_update"),
     path("leaderboard/", views.leaderboard, name="leaderboard"),
     path("models/", views.models, name="models"),
+    path("guardrails/", views.guardrails, name="guardrails"),
     path("policies/<int:version_id>/backend/", views.policy_backend, name="policy_backend"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/workers/", views.workers, name="workers"),

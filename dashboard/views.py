@@ -218,6 +218,30 @@ def models(request):
     return render(request, "dashboard/models.html", models_data.models_context())
 
 
+@staff_required(VIEW_DASHBOARD)
+@require_GET
+def guardrails(request):
+    """Per policy version: safety violation rates per risk category (evaluate_safety), the
+    helpfulness-safety trade-off across versions, and the reward-hacking alarms of their runs."""
+    from rlhf.safety_eval import guardrails_by_version
+
+    rows = guardrails_by_version()
+    evaluated = [row for row in rows if row["safety"]]
+    categories = sorted({name for row in evaluated for name in row["safety"]["per_category"]})
+    per_category = models_data.chart(
+        "safety-per-category", "Violation rate per risk category", categories,
+        [{"label": row["version"].name, "data": [row["safety"]["per_category"].get(c, {}).get("rate")
+                                                 for c in categories]} for row in evaluated],
+        "risk category", "share", kind="bar")
+    trade_off = models_data.chart(
+        "safety-trade-off", "Helpfulness and safety across versions", [row["version"].name for row in evaluated],
+        [{"label": "violation rate (safety RM)", "data": [row["safety"]["overall"]["rate"] for row in evaluated]},
+         {"label": "helpfulness (win rate)", "data": [row["helpfulness"] for row in evaluated]}],
+        "policy version (oldest first)", "share")
+    return render(request, "dashboard/guardrails.html", {"rows": rows, "evaluated": evaluated,
+                                                         "per_category_chart": per_category, "trade_off_chart": trade_off})
+
+
 @staff_required(RUN_JOBS)
 def policy_backend(request, version_id):
     """A policy version's generation backend: the local engine or an OpenAI-compatible server."""

@@ -34,6 +34,7 @@ TASK_FOR_KIND = {
     Job.Kind.DPO: "rlhf.tasks.dpo_task",
     Job.Kind.DPO_ITERATIVE: "rlhf.tasks.dpo_iterative_task",
     Job.Kind.GATT: "rlhf.tasks.gatt_task",
+    Job.Kind.EVALUATE_SAFETY: "rlhf.tasks.safety_evaluate_task",
 }
 
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from rlhf.models import PolicyVersion
+from rlhf.models import PolicyVersion, SafetyPrompt
 
 
 @admin.register(PolicyVersion)
@@ -19,3 +19,19 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         }),
         ("Training record", {"fields": ["config", "data", "metrics", "job"]}),
     ]
+
+
+@admin.register(SafetyPrompt)
+class SafetyPromptAdmin(admin.ModelAdmin):
+    """Staff write adversarial prompts here; import_safety_prompts loads files of them."""
+
+    list_display = ["text", "category", "source", "created_by", "created_at"]
+    list_filter = ["category", "source"]
+    search_fields = ["text", "category"]
+    readonly_fields = ["created_by"]
+    fields = ["text", "category", "messages", "source", "created_by"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -260,3 +260,29 @@ class GAttConfig(SFTConfig, TuneJobConfig):
     def check(self):
         if not (comma_list(self.hobbies) or comma_list(self.languages) or comma_list(self.public_figures)):
             raise ConfigError("hobbies", "give at least one hobby, language or public figure")
+
+
+# --- Policy safety evaluation (issue 21; Llama 2 sec. 4.4) -----------------------------------------
+
+
+@dataclass
+class SafetyEvaluationConfig(ConfigBase):
+    """Adversarial prompts (rlhf.models.SafetyPrompt) sampled from a version, each response judged
+    by the safety RM below its gate (Llama 2 sec. 3.2.3's 0.15 unless staff set one); violation rate
+    per risk category with 95 % Wilson intervals (rlhf/safety_eval.py)."""
+
+    policy: str = config_field("", "Policy version to evaluate (its name); empty: the newest active one.")
+    safety_rm: str = config_field("", "Safety reward model that judges each response: a registered name or a checkpoint.")
+    categories: str = config_field("", "Risk categories to evaluate, comma-separated; empty: every category.")
+    max_prompts: int = config_field(500, "Evaluate at most this many prompts (ordered by category).", gt=0)
+    # Llama 2 sec. 4.4 does not give its sampling settings; 0.7 is what evaluate_policy uses.
+    temperature: float = config_field(0.7, "Sampling temperature.", ge=0)
+    max_new_tokens: int = config_field(128, "Longest sampled response, in tokens.", gt=0)
+    human_sample: int = config_field(
+        0, "Send this many judged responses, picked at random, to annotators for safety labels (0: none).", ge=0)
+    project: str = config_field("", "Project whose open batch receives the human sample (its name).")
+    seed: int = config_field(0, "Seeds sampling and the pick of the human sample.", ge=0)
+
+    def check(self):
+        if self.human_sample and not self.project:
+            raise ConfigError("project", "name the project whose open batch gets the human sample")

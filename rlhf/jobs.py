@@ -305,3 +305,39 @@ def dpo_iterative_start(*, config: dict, created_by=None) -> Job:
 
 def gatt_start(*, config: dict, created_by=None) -> Job:
     return job_create(kind=Job.Kind.GATT, params=gatt_params(config), created_by=created_by)
+
+
+# --- Policy safety evaluation (issue 21) -----------------------------------------------------------
+
+
+def safety_evaluate_params(config: dict) -> dict:
+    from modelruntime.modelstore import ModelStoreError
+    from rewardmodel.scoring import resolve_checkpoint
+    from rlhf.config import SafetyEvaluationConfig, comma_list
+    from rlhf.models import SafetyPrompt
+
+    cfg = _config_validate(SafetyEvaluationConfig, config)
+    problems = _Problems()
+    problems.check(_policy_check, cfg.policy, "policy")
+    if not cfg.safety_rm:
+        problems.errors["safety_rm"] = ["name the safety reward model that judges the responses"]
+    else:
+        try:
+            resolve_checkpoint(cfg.safety_rm)
+        except ModelStoreError as bad:
+            problems.errors["safety_rm"] = [str(bad)]
+    known = set(SafetyPrompt.objects.values_list("category", flat=True))
+    if not known:
+        problems.errors["categories"] = ["there are no safety prompts yet: import some with import_safety_prompts"]
+    elif unknown := [c for c in comma_list(cfg.categories) if c not in known]:
+        problems.errors["categories"] = [f"no safety prompts in {', '.join(map(repr, unknown))}; "
+                                         f"the categories are: {', '.join(sorted(known))}"]
+    if cfg.human_sample and problems.check(_project_check, cfg.project):
+        if not Batch.objects.filter(project__name=cfg.project, is_open=True).exists():
+            problems.errors["project"] = [f"project {cfg.project!r} has no open batch: open one first"]
+    problems.raise_any()
+    return {"config": config}
+
+
+def safety_evaluate_start(*, config: dict, created_by=None) -> Job:
+    return job_create(kind=Job.Kind.EVALUATE_SAFETY, params=safety_evaluate_params(config), created_by=created_by)

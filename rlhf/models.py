@@ -2,6 +2,7 @@
 
 from urllib.parse import urlparse
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -99,3 +100,56 @@ class PolicyVersion(models.Model):
             chain.append(version)
             version = version.parent
         return chain
+
+
+class SafetyPrompt(models.Model):
+    """An adversarial prompt of the policy safety evaluation (Llama 2 sec. 4.4), with its risk
+    category. Single-turn: `text` alone. Multi-turn: `messages` holds the dialogue so far, ending
+    with the user turn the policy answers (`text` repeats that turn, for lists and search)."""
+
+    text = models.TextField(help_text="The adversarial prompt (the last user turn of a multi-turn one).")
+    messages = models.JSONField(
+        default=list, blank=True,
+        help_text='Multi-turn: [{"role": "user"|"assistant"|"system", "content": "..."}, ...] ending with a '
+                  "user turn; empty: the text alone is the prompt.",
+    )
+    category = models.CharField(
+        max_length=100, help_text="Risk category, e.g. illicit and criminal activities, hateful and harmful, "
+                                  "unqualified advice (Llama 2's three).",
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where it came from: a file, or staff.")
+    # sha256 of the conversation: importing the same file twice adds nothing.
+    key = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["category", "pk"]
+
+    def __str__(self):
+        return f"[{self.category}] {self.text[:60]}"
+
+    def conversation(self) -> list[dict]:
+        """The messages the policy answers: the multi-turn dialogue, or the text as one user turn."""
+        return self.messages or [{"role": "user", "content": self.text}]
+
+    def clean(self):
+        from rlhf.safety_eval import safety_messages_problem
+
+        problem = safety_messages_problem(self.messages) if self.messages else None
+        if problem:
+            raise ValidationError({"messages": problem})
+        if self.messages:
+            self.text = self.messages[-1]["content"]
+        if not self.text.strip():
+            raise ValidationError({"text": "write the prompt"})
+        if not self.category.strip():
+            raise ValidationError({"category": "name the risk category"})
+
+    def save(self, *args, **kwargs):
+        from rlhf.safety_eval import conversation_key
+
+        self.key = conversation_key(self.conversation())
+        super().save(*args, **kwargs)

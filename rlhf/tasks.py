@@ -71,3 +71,10 @@ def rl_handoff_task(job_id, **kwargs):
     from rlhf.handoff import rl_handoff_run
 
     rl_handoff_run(job_id=job_id)
+
+
+@shared_task(acks_late=True)
+def safety_evaluate_task(job_id, **kwargs):
+    from rlhf.safety_eval import safety_evaluate_run
+
+    safety_evaluate_run(job_id=job_id)
