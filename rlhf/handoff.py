@@ -190,7 +190,7 @@ def rl_handoff_start(*, params: dict, created_by=None) -> Job:
 def rl_handoff_work(job, on_progress):
     """Submit (or, on a retry, follow again) the Ray job; import its checkpoint when it succeeds."""
     from modelruntime.launch import RunCancelled
-    from modelruntime.raylaunch import ray_client, ray_job_follow, ray_job_submit
+    from modelruntime.raylaunch import ray_client, ray_job_follow, ray_job_stop, ray_job_submit
 
     params, address = job.params, job.params["ray_address"]
     client = ray_client(address)
@@ -200,8 +200,12 @@ def rl_handoff_work(job, on_progress):
     else:
         ray_job_id = ray_job_submit(client, command=params["argv"], cwd=params["output_dir"],
                                     metadata={"margin_job": job.pk, "policy_version": params["config"]["name"]})
-        on_progress(0, 1, metrics={"ray_job_id": ray_job_id}, log_line=f"submitted Ray job {ray_job_id} to {address}: "
-                                                                         f"{shlex.join(params['argv'])}")
+        try:  # cancelled in the meantime (JobCancelled from on_progress): the run must not go on alone
+            on_progress(0, 1, metrics={"ray_job_id": ray_job_id},
+                        log_line=f"submitted Ray job {ray_job_id} to {address}: {shlex.join(params['argv'])}")
+        except BaseException:
+            ray_job_stop(client, ray_job_id)
+            raise
     pending = []
 
     def relay():

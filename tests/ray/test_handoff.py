@@ -173,3 +173,21 @@ def test_a_ppo_job_started_during_a_handoff_gets_another_version_name(world, tmp
 
     assert params["config"]["name"] == "RLHF-V1"
     assert ppo_params({**CONFIG})["config"]["name"] == "RLHF-V2"
+
+
+def test_a_cancel_that_lands_right_after_submission_still_stops_the_ray_run(world, ray_head, tmp_path):
+    from margin.jobs import JobCancelled
+
+    params = handoff.rl_handoff_prepare(config=CONFIG, reward_url=REWARD_URL, ray_address=ray_head.address,
+                                        output=str(tmp_path / "this-test"))
+    job = Job.objects.create(kind=Job.Kind.RL_HANDOFF, params={**params, "argv": ["sleep", "300"]})
+
+    def cancelled(step, total, metrics=None, log_line=None):
+        raise JobCancelled("staff pressed cancel")
+
+    with pytest.raises(JobCancelled):
+        handoff.rl_handoff_work(job, cancelled)
+
+    client = ray_client(ray_head.address)
+    (run,) = [info for info in client.list_jobs() if str(tmp_path / "this-test") in info.entrypoint]
+    assert client.get_job_status(run.submission_id).value == "STOPPED"
