@@ -95,8 +95,13 @@ def torchrun_command(*, entry_args: list[str], nproc: int, events_path: Path, nn
 
 
 def distributed_run(*, entry_args: list[str], nproc: int, workdir: Path, on_event: Callable[[dict], None],
-                    cancel_requested: Callable[[], bool], nnodes: int = 1, rdzv_endpoint: str = "") -> dict:
+                    cancel_requested: Callable[[], bool], nnodes: int = 1, rdzv_endpoint: str = "",
+                    max_restarts: int = 0) -> dict:
     """Run the entry point under torchrun; relay rank 0's events; return its result event's dict.
+
+    `max_restarts`: after a rank dies, torchrun is started again this many times; the trainer
+    resumes from its last complete sharded checkpoint. (Not torchrun's own --max-restarts: with
+    gloo on torch 2.13 its restarted ranks hang in init_process_group.)
 
     Raises RunCancelled after stopping every process when cancel_requested() turns true, re-raises
     (after the same clean-up) what on_event raises, and raises DistributedRunError when a rank dies.
@@ -113,13 +118,25 @@ def distributed_run(*, entry_args: list[str], nproc: int, workdir: Path, on_even
                           cancel_requested=cancel_requested, address=os.environ["MARGIN_RAY_ADDRESS"])
     events_path.unlink(missing_ok=True)
     (workdir / RANKS_DIR).mkdir(exist_ok=True)
+    (workdir / LOG_NAME).unlink(missing_ok=True)
+    reader = EventReader(events_path)
+    for attempt in range(max_restarts + 1):
+        try:
+            return _torchrun_follow(command, workdir, reader, on_event, cancel_requested, nproc * nnodes)
+        except DistributedRunError as error:
+            if attempt == max_restarts:
+                raise
+            on_event({"log": f"{error}; starting every rank again from the last complete checkpoint"})
+    raise AssertionError("unreachable")
+
+
+def _torchrun_follow(command, workdir: Path, reader: "EventReader", on_event, cancel_requested, processes) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "MARGIN_RANKS_DIR": str(workdir / RANKS_DIR)}
-    with open(workdir / LOG_NAME, "wb") as log:
+    with open(workdir / LOG_NAME, "ab") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=_die_with_parent)
-    reader = EventReader(events_path)
     result = None
     try:
         while True:
@@ -132,12 +149,13 @@ def distributed_run(*, entry_args: list[str], nproc: int, workdir: Path, on_even
             if exited:
                 break
             if cancel_requested():
-                raise RunCancelled(f"cancelled; the {nproc * nnodes} processes were stopped")
+                raise RunCancelled(f"cancelled; the {processes} processes were stopped")
             time.sleep(POLL_SECONDS)
     except BaseException:
         process_group_stop(process, workdir / RANKS_DIR)
         raise
     if process.returncode != 0:
+        process_group_stop(process, workdir / RANKS_DIR)  # a rank torchrun failed to stop
         raise DistributedRunError(failure_message(process.returncode, workdir / LOG_NAME))
     if result is None:
         raise DistributedRunError(f"torchrun exited 0 but rank 0 reported no result (see {workdir / LOG_NAME})")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelruntime.config import AdamWConfig, ConfigError, config_field
+from modelruntime.config import AdamWConfig, ConfigError, DistributedConfig, config_field
 
 
 @dataclass
-class RewardModelConfig(AdamWConfig):
+class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torchrun + FSDP2 (issue 19)
     base_model: str = config_field(
         "", "Checkpoint to start from (a model-store path); empty means the default chat model."
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.db import transaction
 
 from annotation.models import Batch, Project
 from core.progress import work_with_console
-from margin.jobs import job_create, job_run
+from margin.jobs import JobCancelled, job_create, job_run
 from margin.models import Job
 from modelruntime.config import ConfigError
 from rewardmodel.config import RewardModelConfig
@@ -112,7 +113,7 @@ def dataset_build(project: Project, config: RewardModelConfig):
 
 def reward_model_train(job, on_progress):
     """The job's work: build the data, train, register the model, evaluate it per batch."""
-    from rewardmodel.training import train
+    from rewardmodel.training import TrainResult, train
 
     project = Project.objects.get(pk=job.params["project_id"])
     name = job.params["name"]
@@ -124,11 +125,18 @@ def reward_model_train(job, on_progress):
     def progress(step, total, metrics):
         on_progress(step, total, metrics=metrics)
 
+    metadata = {"name": name, "objective": project.objective, "base_model": str(base)}
     try:
-        result = train(
-            config, train_pairs, reward_model_dir(name), base_path=base, on_progress=progress,
-            metadata={"name": name, "objective": project.objective, "base_model": str(base)},
-        )
+        if config.distributed:  # torchrun + FSDP2; the ranks get the pairs built here
+            spec = {"kind": "reward_model", "config": config.to_dict(), "output_dir": str(reward_model_dir(name)),
+                    "base_path": str(base), "metadata": metadata}
+            result = TrainResult.from_dict(distributed_job_run(
+                job, config=config, spec=spec, data=[pair.to_dict() for pair in train_pairs],
+                workdir=reward_model_dir(name) / "distributed", on_progress=on_progress,
+            ))
+        else:
+            result = train(config, train_pairs, reward_model_dir(name), base_path=base, on_progress=progress,
+                           metadata=metadata)
         reward_model = _reward_model_register(job, name=name, project=project, base=base, config=config,
                                               data=data, result=result)
         on_progress(result.steps, result.steps, log_line="evaluating on the held-out pairs")
@@ -141,6 +149,50 @@ def reward_model_train(job, on_progress):
         shutil.rmtree(reward_model_dir(name), ignore_errors=True)
         raise
     return {"reward_model_id": reward_model.pk, "heldout": summary}
+
+
+def distributed_job_run(job, *, config, spec: dict, data, workdir: Path, on_progress) -> dict:
+    """Run a job's training as `config.processes` torchrun processes (modelruntime/launch.py):
+    rank 0's progress goes to the job row, cancel stops every rank. Returns the trainer's result.
+
+    RM training, and SFT and PPO in rlhf/work.py, all go through here.
+    """
+    from modelruntime.launch import DATA_NAME, RunCancelled, distributed_run, spec_write
+
+    entry_args = spec_write(workdir, spec=spec, data=data)
+    last = {"step": 0, "total": 1}
+
+    def on_event(event):
+        if "step" in event:
+            last.update(step=event["step"], total=event["total"])
+            on_progress(event["step"], event["total"], metrics=event.get("metrics") or None)
+        elif "log" in event:
+            on_progress(last["step"], last["total"], log_line=event["log"])
+
+    checked = {"at": 0.0}
+
+    def cancel_requested():  # between events too: loading a large model reports nothing for minutes
+        now = time.monotonic()
+        if now - checked["at"] < CANCEL_POLL_SECONDS:
+            return False
+        checked["at"] = now
+        return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+    on_progress(0, 1, log_line=f"starting {config.processes} processes x {config.nodes} node(s) under torchrun")
+    try:
+        result = distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
+                                 rdzv_endpoint=config.rdzv_endpoint, workdir=workdir, on_event=on_event,
+                                 cancel_requested=cancel_requested, max_restarts=DISTRIBUTED_RESTARTS)
+    except RunCancelled as cancelled:
+        raise JobCancelled(f"Job {job.pk} was cancelled.") from cancelled
+    (workdir / DATA_NAME).unlink(missing_ok=True)  # the job's data is in the database; the log stays
+    return result
+
+
+CANCEL_POLL_SECONDS = 1.0
+# A rank that dies (out of memory, a lost node) restarts the group once from the last sharded
+# checkpoint; a second death fails the job, naming the rank.
+DISTRIBUTED_RESTARTS = 1
 
 
 def _reward_model_register(job, *, name, project, base, config, data, result) -> RewardModel:
