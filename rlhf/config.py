@@ -43,7 +43,7 @@ class SFTConfig(AdamWConfig):
 
 
 @dataclass
-class RejectionSamplingConfig(SFTConfig, PolicyJobConfig):
+class RejectionSamplingConfig(SFTConfig, PolicyJobConfig, RewardHackingAlarmConfig):  # alarms: rlhf/alarms.py
     # Llama 2 sec. 3.2.3: K samples per prompt from the latest policy, the best by the RM kept,
     # fine-tuned on like SFT; Figure 7 plots max and median reward against K (up to 100).
     k: int = config_field(4, "Samples per prompt; the best by reward is kept (paper: up to 100 in Fig. 7).", gt=0)

@@ -17,16 +17,25 @@ from rlhf.models import PolicyVersion
 from rlhf.selectors import heldout_fraction_for, policy_prompts, policy_version_resolve
 
 
-def reward_fn_build(config, prompts):
+def reward_scorers_load(config) -> dict:
+    """{"helpfulness_rm": scorer, "safety_rm": scorer}, those the config names: loaded once, for the
+    combined reward and for the alarms' record of each RM's own score."""
+    from rewardmodel.scoring import load_scorer
+
+    return {field: load_scorer(getattr(config, field)) for field in ("helpfulness_rm", "safety_rm")
+            if getattr(config, field)}
+
+
+def reward_fn_build(config, prompts, scorers=None):
     """logit(R_c) from the config's reward models (Llama 2's combined reward, rlhf/rewards.py);
     `prompts` are PolicyPrompts, whose safety flag decides which RM scores each prompt."""
-    from rewardmodel.scoring import load_scorer
     from rlhf.rewards import combined_reward_fn
 
+    scorers = reward_scorers_load(config) if scorers is None else scorers
     safety_keys = {prompt.key for prompt in prompts if prompt.is_safety}
     return combined_reward_fn(
-        load_scorer(config.helpfulness_rm) if config.helpfulness_rm else None,
-        load_scorer(config.safety_rm) if config.safety_rm else None,
+        scorers.get("helpfulness_rm"),
+        scorers.get("safety_rm"),
         # The rollout code hands back the prompt part of each conversation: its opening user
         # turn finds the prompt's flag, however the messages were copied on the way.
         is_safety=lambda conversation: prompt_key(conversation) in safety_keys,
@@ -44,19 +53,20 @@ def safety_gate_for(safety_rm: str):
     return record.safety_gate if record is not None else None
 
 
-def alarms_watch(config, reward_fn, job, on_progress):
-    """The reward function wrapped to record the held-out judge's score, and the check run after
-    each iteration: alarms go to the log and the job's metrics (`alarms`), and with
-    alarm_action=stop the first one ends the run (rlhf/alarms.py)."""
+def alarms_watch(config, reward_fn, job, on_progress, scorers=None, to_alarm_record=None):
+    """The reward function wrapped to record the held-out judge's and each RM's own score, and
+    the check run after each iteration: alarms go to the log and the job's metrics (`alarms`),
+    and with alarm_action=stop the first one ends the run (rlhf/alarms.py)."""
     from rewardmodel.scoring import load_scorer
     from rlhf.alarms import JudgedReward, RewardHackingStopped, alarm_record, alarms_check
 
-    judged = JudgedReward(reward_fn, load_scorer(config.alarm_judge_rm) if config.alarm_judge_rm else None)
+    judged = JudgedReward(reward_fn, load_scorer(config.alarm_judge_rm) if config.alarm_judge_rm else None,
+                          others=scorers)
     raised = {(a["alarm"], a["iteration"]) for a in job.metrics.get("alarms", [])}
     found = list(job.metrics.get("alarms", []))
 
     def check(records, done, total):
-        for alarm in alarms_check([alarm_record(r) for r in records], config):
+        for alarm in alarms_check([(to_alarm_record or alarm_record)(r) for r in records], config):
             if (alarm["alarm"], alarm["iteration"]) in raised:
                 continue
             raised.add((alarm["alarm"], alarm["iteration"]))
@@ -106,8 +116,9 @@ def rejection_sample_work(job, on_progress):
         if ancestor.kind == PolicyVersion.Kind.REJECTION_SAMPLING and samples.is_file():
             previous += winners_load(samples, ancestor.name)
     on_progress(0, 1, log_line=f"{len(prompts)} prompts from {parent.name}; {len(previous)} earlier winners to pool")
+    reward_fn, alarm_state = _best_of_k_watch(config, job, parent, prompts, on_progress)
     result = rejection_sample(
-        config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn_build(config, prompts),
+        config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn,
         policy_dir(config.name) / "policy", previous=previous, on_progress=on_progress,
         metadata={"name": config.name, "parent": parent.name},
         # A served parent samples on its server; the fine-tuning still needs its weights here.
@@ -115,10 +126,37 @@ def rejection_sample_work(job, on_progress):
     )
     data = {**_training_data(config, parent, prompts), "kept_samples": len(result.winners),
             "pooled_from": result.pooled_from, "samples_file": str(result.checkpoint / SAMPLES_NAME)}
-    metrics = {"reward_vs_k": result.reward_vs_k, "loss/sft": result.sft["loss"]}
+    metrics = {"reward_vs_k": result.reward_vs_k, "loss/sft": result.sft["loss"], **alarm_state}
     version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.REJECTION_SAMPLING, parent=parent,
                              checkpoint=result.checkpoint, config=config, data=data, metrics=metrics)
     return {"policy_version_id": version.pk, "name": version.name}
+
+
+def _best_of_k_watch(config, job, parent, prompts, on_progress):
+    """Rejection sampling's reward function, recording per prompt batch the kept samples' reward,
+    length, judge's and RMs' scores (job metrics `rs_batches`); the run's summary is checked
+    against the earliest rejection-sampling version of the lineage (rlhf/alarms.py). Returns the
+    function and the dict the version's metrics take (`rs_batches`, `rs_summary`, `alarms`)."""
+    from rlhf.alarms import BestOfKWatch, best_of_k_summary, rejection_alarm_record
+
+    scorers = reward_scorers_load(config)
+    earlier = [(v.name, v.metrics["rs_summary"]) for v in reversed(parent.lineage()) if v.metrics.get("rs_summary")]
+    state = {}
+
+    def on_records(records):
+        state.update(rs_batches=records, rs_summary=best_of_k_summary(records))
+        on_progress(0, 1, metrics={"rs_batches": records, "rs_summary": state["rs_summary"]},
+                    log_line=f"kept samples of {len(records)} prompt batches recorded for the alarms")
+        series = [{**summary, "iteration": name} for name, summary in earlier]
+        series.append({**state["rs_summary"], "iteration": config.name})
+        check(series, 0, 1)
+        state["alarms"] = list(Job.objects.get(pk=job.pk).metrics.get("alarms", []))
+
+    judged, check = alarms_watch(config, None, job, on_progress, scorers=scorers,
+                                 to_alarm_record=lambda s: rejection_alarm_record(s, s["iteration"]))
+    watched = BestOfKWatch(reward_fn_build(config, prompts, scorers), k=config.k, prompts=len(prompts),
+                           on_records=on_records, judge=judged.judge, others=scorers)
+    return watched, state
 
 
 def ppo_work(job, on_progress):
@@ -130,7 +168,9 @@ def ppo_work(job, on_progress):
     prompts = policy_prompts(project_name=config.project, heldout_fraction=config.heldout_fraction, limit=config.max_prompts)
     history = {r["iteration"]: r for r in job.metrics.get("ppo_iterations", [])}
     on_progress(0, config.iterations, log_line=f"PPO from {parent.name} on {len(prompts)} prompts")
-    reward_fn, alarms_progress = alarms_watch(config, reward_fn_build(config, prompts), job, on_progress)
+    scorers = reward_scorers_load(config)
+    reward_fn, alarms_progress = alarms_watch(config, reward_fn_build(config, prompts, scorers), job, on_progress,
+                                              scorers=scorers)
 
     def progress(done, total, record):
         record = {**record, **reward_fn.last}  # the judge's score and the responses' length
@@ -149,7 +189,8 @@ def ppo_work(job, on_progress):
             "stopped_early": result.stopped_early}
     version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.PPO, parent=parent,
                              checkpoint=result.checkpoint, config=config, data=data,
-                             metrics={"ppo_iterations": result.iterations})
+                             metrics={"ppo_iterations": [{**r, **history.get(r["iteration"], {})} for r in result.iterations],
+                                      "alarms": Job.objects.get(pk=job.pk).metrics.get("alarms", [])})
     return {"policy_version_id": version.pk, "name": version.name}
 
 
