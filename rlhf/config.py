@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelruntime.config import AdamWConfig, ConfigBase, ConfigError, config_field
+from modelruntime.config import AdamWConfig, ConfigBase, ConfigError, DistributedConfig, config_field
 from rlhf.alarms import RewardHackingAlarmConfig
 
 
@@ -29,7 +29,7 @@ class PolicyJobConfig(ConfigBase):
 
 
 @dataclass
-class SFTConfig(AdamWConfig):
+class SFTConfig(AdamWConfig, DistributedConfig):  # processes > 1: torchrun + FSDP2 (issue 19)
     # Llama 2 sec. 3.1 "Fine-Tuning Details": cosine schedule, lr 2e-5, weight decay 0.1,
     # batch 64, sequence length 4096, 2 epochs, loss on answer tokens only.
     learning_rate: float = config_field(2e-5, "Peak AdamW learning rate (paper, SFT: 2e-5).", gt=0)
@@ -67,7 +67,7 @@ class RejectionSamplingConfig(SFTConfig, PolicyJobConfig, RewardHackingAlarmConf
 
 
 @dataclass
-class PPOConfig(PolicyJobConfig, AdamWConfig, RewardHackingAlarmConfig):  # alarms: rlhf/alarms.py
+class PPOConfig(PolicyJobConfig, AdamWConfig, DistributedConfig, RewardHackingAlarmConfig):  # alarms: rlhf/alarms.py
     # Llama 2 sec. 3.2.3 "Training Details": AdamW (0.9, 0.95, eps 1e-5), weight decay 0.1,
     # gradient clipping 1.0, constant lr 1e-6, batch 512, PPO clip 0.2, minibatch 64, one
     # gradient step per minibatch, beta 0.01 (7B, 13B) or 0.005 (34B, 70B), 200-400 iterations.

@@ -33,6 +33,7 @@ from modelruntime.checkpoint import (
     trainable_weights,
     trainable_weights_restore,
 )
+from modelruntime.config import ConfigError
 from modelruntime.modelstore import pick_device, save_checkpoint
 from modelruntime.optim import lora_wrap, optimizer_create
 from modelruntime.prefixcache import PrefixCache
@@ -340,6 +341,8 @@ def ppo_train(
 
     if not prompts:
         raise ValueError("PPO needs at least one training prompt")
+    if config.processes * config.nodes > 1:
+        raise ConfigError("processes", "PPO runs in one process for now; set processes to 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
