@@ -99,6 +99,12 @@ class RayHead:
 @pytest.fixture(scope="session")
 def ray_head():
     head = RayHead()
-    head.start()
+    try:
+        head.start()
+    except RuntimeError as first:  # a port chosen free was taken before Ray bound it: once more, new ports
+        head.stop()
+        print(f"Ray head did not start ({first}); retrying on other ports")
+        head = RayHead()
+        head.start()
     yield head
     head.stop()
