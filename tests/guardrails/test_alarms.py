@@ -64,19 +64,10 @@ def test_bad_alarm_settings_are_refused_naming_the_field(values, field):
 
 
 @pytest.mark.django_db
-def test_the_ppo_job_records_the_judge_and_stops_on_an_alarm(tiny_policy, tiny_reward_model_path, settings, tmp_path):
+def test_the_ppo_job_records_the_judge_and_stops_on_an_alarm(judged_world):
     from margin.models import Job
-    from rewardmodel.models import RewardModel
     from rlhf import jobs, work
-    from tests.factories import DialogueFactory, ProjectFactory
 
-    settings.MARGIN_MODEL_STORE = tmp_path / "models"
-    for name in ("tiny-helpful", "tiny-judge"):
-        RewardModel.objects.create(name=name, objective="helpfulness", base_model="tiny",
-                                   checkpoint_path=str(tiny_reward_model_path))
-    project = ProjectFactory(name="helpful")
-    for _ in range(4):
-        DialogueFactory(project=project)
     config = {"policy": "tiny", "helpfulness_rm": "tiny-helpful", "iterations": 3, "batch_size": 4,
               "minibatch_size": 2, "max_new_tokens": 4, "max_prompts": 4, "learning_rate": 1e-3,
               "alarm_judge_rm": "tiny-judge", "alarm_kl_bound": 1e-6, "alarm_action": "stop"}

@@ -4,10 +4,9 @@ import pytest
 from django.urls import reverse
 
 from margin.models import Job
-from rewardmodel.models import RewardModel
 from rlhf.alarms import RewardHackingAlarmConfig, alarms_check, best_of_k_records, best_of_k_summary, rejection_alarm_record
 from rlhf.models import PolicyVersion
-from tests.factories import DialogueFactory, ProjectFactory, StaffFactory
+from tests.factories import StaffFactory
 
 
 def test_best_of_k_that_picks_by_length_trips_the_alarms_across_versions():
@@ -30,14 +29,8 @@ def test_best_of_k_that_picks_by_length_trips_the_alarms_across_versions():
 
 
 @pytest.fixture
-def world(tiny_policy, tiny_reward_model_path, settings, tmp_path):
-    settings.MARGIN_MODEL_STORE = tmp_path / "models"
-    for name in ("tiny-helpful", "tiny-judge"):
-        RewardModel.objects.create(name=name, objective="helpfulness", base_model="tiny",
-                                   checkpoint_path=str(tiny_reward_model_path))
-    project = ProjectFactory(name="helpful")
-    for _ in range(4):
-        DialogueFactory(project=project)
+def world(judged_world):
+    tiny_policy = judged_world
     # An earlier rejection-sampling round whose kept samples were 1 character long, scored far
     # lower by the RM and far higher by the judge: this round looks like length-gaming beside it.
     tiny_policy.metrics = {"rs_summary": {"reward": -100.0, "length": 1.0, "reward/judge": 100.0}}
