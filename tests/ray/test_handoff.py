@@ -191,3 +191,18 @@ def test_a_cancel_that_lands_right_after_submission_still_stops_the_ray_run(worl
     client = ray_client(ray_head.address)
     (run,) = [info for info in client.list_jobs() if str(tmp_path / "this-test") in info.entrypoint]
     assert client.get_job_status(run.submission_id).value == "STOPPED"
+
+
+def test_a_failed_openrlhf_run_fails_the_command_naming_the_ray_job_and_its_last_lines(world, ray_head, tmp_path):
+    # The real entry point on this cluster, which lacks OpenRLHF's GPU stack: it dies on import.
+    with pytest.raises(CommandError) as failed:
+        call_command("rl_handoff", "--engine", "openrlhf", "--policy", "tiny", "--helpfulness-rm", "tiny-helpful",
+                     "--safety-rm", "tiny-safety", "--reward-url", REWARD_URL, "--output", str(tmp_path),
+                     "--ray-address", ray_head.address)
+
+    message = str(failed.value)
+    job = Job.objects.get()
+    assert message.startswith(f"job {job.pk} failed: RayError: Ray job raysubmit_")
+    assert "ModuleNotFoundError: No module named" in message  # the run's own last log lines
+    assert job.state == Job.State.FAILED and job.metrics["ray_job_id"] in message
+    assert PolicyVersion.objects.count() == 1

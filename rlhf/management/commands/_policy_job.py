@@ -35,15 +35,20 @@ class PolicyJobCommand(BaseCommand):
             params = service.params(config)
         except ValidationError as bad:
             raise CommandError(validation_message(bad)) from bad
-        job = Job.objects.create(kind=self.kind, params=params)
-        bar = ProgressBar(f"job {job.pk}")
-        try:
-            service.run(job_id=job.pk, console=bar)
-        except Exception as error:
-            raise CommandError(f"job {job.pk} failed: {type(error).__name__}: {error}") from error
-        finally:
-            bar.close()
-        job.refresh_from_db()
-        if job.state != Job.State.SUCCEEDED:
-            raise CommandError(f"job {job.pk} ended {job.state}")
-        self.stdout.write(json.dumps(job.result, indent=2, default=str))
+        job_run_here(self, kind=self.kind, params=params, run=service.run)
+
+
+def job_run_here(command: BaseCommand, *, kind, params: dict, run) -> None:
+    """A job row run in this process with a progress bar; its result printed as JSON."""
+    job = Job.objects.create(kind=kind, params=params)
+    bar = ProgressBar(f"job {job.pk}")
+    try:
+        run(job_id=job.pk, console=bar)
+    except Exception as error:
+        raise CommandError(f"job {job.pk} failed: {type(error).__name__}: {error}") from error
+    finally:
+        bar.close()
+    job.refresh_from_db()
+    if job.state != Job.State.SUCCEEDED:
+        raise CommandError(f"job {job.pk} ended {job.state}")
+    command.stdout.write(json.dumps(job.result, indent=2, default=str))

@@ -3,15 +3,15 @@ and prints the reward-server and OpenRLHF commands; with --ray-address it also s
 the Ray cluster and follows it (here, or on a worker with --queue), importing the result as a new
 policy version."""
 
-import json
 import shlex
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from margin.cli import ProgressBar, config_arguments_add, config_from_options, validation_message
+from margin.cli import config_arguments_add, config_from_options, validation_message
 from margin.models import Job
 from rlhf import handoff
+from rlhf.management.commands._policy_job import job_run_here
 
 
 class Command(BaseCommand):
@@ -48,18 +48,7 @@ class Command(BaseCommand):
             job = handoff.rl_handoff_start(params=params)
             self.stdout.write(f"queued job {job.pk} ({job.get_kind_display()})")
             return
-        job = Job.objects.create(kind=Job.Kind.RL_HANDOFF, params=params)
-        bar = ProgressBar(f"job {job.pk}")
-        try:
-            handoff.rl_handoff_run(job_id=job.pk, console=bar)
-        except Exception as error:
-            raise CommandError(f"job {job.pk} failed: {type(error).__name__}: {error}") from error
-        finally:
-            bar.close()
-        job.refresh_from_db()
-        if job.state != Job.State.SUCCEEDED:
-            raise CommandError(f"job {job.pk} ended {job.state}")
-        self.stdout.write(json.dumps(job.result, indent=2, default=str))
+        job_run_here(self, kind=Job.Kind.RL_HANDOFF, params=params, run=handoff.rl_handoff_run)
 
 
 def _with_flags(message: str) -> str:
