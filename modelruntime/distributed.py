@@ -97,6 +97,31 @@ def model_shard(model):
     return model
 
 
+def gather_buffers_init(*models) -> None:
+    """Gather every FSDP unit's weights once, outside inference mode, and free them again.
+
+    FSDP2 allocates a unit's gathered-weights buffer at its first all-gather and reuses it; if
+    that first gather runs under torch.inference_mode (PPO's rollouts sample first), the buffer
+    is an inference tensor and the training forward after it fails to copy into it.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for model in models:
+        for module in model.modules():
+            if isinstance(module, FSDPModule):
+                module.unshard()
+                module.reshard()
+
+
+def module_shard(module):
+    """A small trainable module beside the model (PPO's value head) sharded on its own, so the
+    optimizer sees sharded parameters only."""
+    from torch.distributed.fsdp import fully_shard
+
+    fully_shard(module)
+    return module
+
+
 def rank_share(indices: list, rank_: int | None = None, world: int | None = None) -> list:
     """This rank's part of one global micro-batch (every world-th item: lengths stay balanced)."""
     rank_ = rank() if rank_ is None else rank_

@@ -6,6 +6,14 @@ LoRA the same weights with the adapter switched off), rollouts from the sampling
 whitened score minus a per-token KL penalty, GAE, the clipped objective, one gradient step per
 minibatch. A resumable state is written every `checkpoint_every` iterations; calling `ppo_train`
 again with the same `out_dir` continues where it stopped. No Django here.
+
+With `config.processes` > 1, `ppo_train` runs as torchrun ranks (`ppo_from_spec`; the reward
+function then comes from `reward_spec`: reward-model paths, not a Python closure). Every rank
+samples and scores the whole batch of rollouts with the same seed, so the rollouts are the ones
+one process draws; the update shards the policy and value head with FSDP2, each rank takes its
+share of every minibatch's rows, and each loss is weighted by its share of the minibatch's
+response tokens, so the averaged gradient is the one-process one. Sampling is not sped up by
+more ranks (each does all of it); the update and the weights' memory are split.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from modelruntime import distributed
 from modelruntime.allocator import keep_freed_memory
 from modelruntime.checkpoint import (
     RESUME_DIR,
@@ -184,6 +193,13 @@ class PPOTrainer:
         self.value_head = nn.Linear(hidden, 1).to(self.device)
         nn.init.zeros_(self.value_head.weight)
         nn.init.zeros_(self.value_head.bias)
+        self.sharded = torch.distributed.is_initialized()
+        if self.sharded:  # after the reference's copy: it stays whole and frozen on every rank
+            distributed.model_shard(self.policy)
+            distributed.module_shard(self.value_head)
+            distributed.gather_buffers_init(self.policy, self.value_head)
+        # One module over both, so a sharded state names every parameter (policy.*, value_head.*).
+        self.trainable = nn.ModuleDict({"policy": self.policy, "value_head": self.value_head})
         named = [*self.policy.named_parameters(), *self.value_head.named_parameters(prefix="value_head")]
         self.optimizer = optimizer_create(named_parameters=named, config=config)
 
@@ -247,9 +263,16 @@ class PPOTrainer:
     def update(self, rollout: Rollout) -> dict:
         """One pass over the rollouts: one gradient step per minibatch (Llama 2)."""
         config, stats = self.config, []
-        for rows in self.minibatches(len(rollout.samples)):
+        for minibatch in self.minibatches(len(rollout.samples)):
+            # Each rank its share of the minibatch's rows (all of them with one process); a rank
+            # left without rows runs one with weight 0, so every rank runs the same passes.
+            rows = distributed.rank_share(minibatch)
+            weight = 1.0 if len(rows) else 0.0
+            rows = rows if len(rows) else minibatch[:1]
             batch = rollout.batch.select(rows)
             mask = batch.response_mask
+            # The losses are means over response tokens: this rank's share of the minibatch's tokens.
+            share = weight * mask.sum().item() / rollout.batch.response_mask[minibatch].sum().clamp(min=1).item()
             new_logprobs, new_values, logits = policy_forward(self.policy, self.value_head, batch, config.temperature)
             pg_loss, v_loss, extra = ppo_losses(
                 new_logprobs, rollout.old_logprobs[rows], rollout.advantages[rows],
@@ -257,12 +280,15 @@ class PPOTrainer:
             )
             loss = pg_loss + config.value_coef * v_loss
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * share * distributed.gradient_scale() if self.sharded else loss).backward()
             torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), config.max_grad_norm)
             self.optimizer.step()
             with torch.no_grad():
-                stats.append({"loss/policy": pg_loss.item(), "loss/value": v_loss.item(),
-                              "ppo/entropy": entropy(logits.detach(), mask).item(), **extra})
+                step = {"loss/policy": pg_loss.item(), "loss/value": v_loss.item(),
+                        "ppo/entropy": entropy(logits.detach(), mask).item(), **extra}
+                if self.sharded:  # token-weighted means over the ranks
+                    step = dict(zip(step, distributed.metrics_sum([v * share for v in step.values()])))
+                stats.append(step)
         return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
 
     def iteration(self, prompts: list[list[dict]], seed: int) -> dict:
@@ -299,6 +325,16 @@ class PPOTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         rng_state_restore(state["rng"])
 
+    def sharded_save(self, folder: Path, iteration: int, log: list[dict], config: PPOConfig):
+        distributed.sharded_save(folder, step=iteration, model=self.trainable, optimizer=self.optimizer,
+                                 extra={"iteration": iteration, "log": log, "rng": rng_state(),
+                                        "config": config.to_dict()})
+
+    def sharded_load(self, path: Path) -> dict:
+        extra = distributed.sharded_load(path, model=self.trainable, optimizer=self.optimizer)
+        rng_state_restore(extra["rng"])
+        return extra
+
     def final_model(self):
         if self.reference is None:
             return self.policy.merge_and_unload()  # a plain checkpoint: the adapter folded in
@@ -331,8 +367,12 @@ def ppo_train(
     on_progress: Callable[[int, int, dict], None] | None = None,
     device=None,
     metadata: dict | None = None,
+    reward_spec: dict | None = None,
 ) -> PPOResult:
     """Run `config.iterations` PPO iterations from the checkpoint at `policy_path`.
+
+    `reward_spec` ({"helpfulness_rm", "safety_rm": checkpoint paths, "safety_keys": prompt keys})
+    is what the ranks rebuild `reward_fn` from when `config.processes` > 1.
 
     Writes resumable states to `out_dir/resume` and, at the end, the new policy to `out_dir/policy`.
     `on_progress(iteration, total, record)` is called after each iteration with its log record.
@@ -341,16 +381,28 @@ def ppo_train(
 
     if not prompts:
         raise ValueError("PPO needs at least one training prompt")
-    if config.processes * config.nodes > 1:
-        raise ConfigError("processes", "PPO runs in one process for now; set processes to 1")
+    if config.processes * config.nodes > 1 and not torch.distributed.is_initialized():
+        return _ppo_under_torchrun(config, policy_path, prompts, reward_spec, out_dir, on_progress, metadata)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     policy, tokenizer = load_policy(policy_path, device or pick_device())
     trainer = PPOTrainer(config, policy, tokenizer, reward_fn)
     start, log = 0, []
-    state = state_load(out_dir / RESUME_DIR, map_location=trainer.device)
-    if state is not None:
+    distributed.debris_clear(out_dir / RESUME_DIR)
+    found = distributed.sharded_dirs(out_dir / RESUME_DIR)
+    sharded_state = found and distributed.is_sharded(found[-1])
+    if trainer.sharded and found and not sharded_state:
+        raise ValueError(f"{found[-1]} was saved by a one-process run: resume it with processes=1")
+    state = None if sharded_state else state_load(out_dir / RESUME_DIR, map_location=trainer.device)
+    if sharded_state:  # saved by N processes, resumed by any number
+        if trainer.config.lora_rank:
+            raise ValueError("a sharded PPO state with LoRA cannot be resumed")
+        extra = trainer.sharded_load(found[-1])
+        config_check_same(saved=extra["config"], current=config.to_dict(), path=out_dir / RESUME_DIR,
+                          may_change=RESUMABLE_CHANGES)
+        start, log = extra["iteration"], extra["log"]
+    elif state is not None:
         config_check_same(saved=state.get("config", {}), current=config.to_dict(), path=out_dir / RESUME_DIR,
                           may_change=RESUMABLE_CHANGES)
         trainer.load_state_dict(state)
@@ -371,14 +423,83 @@ def ppo_train(
             result.stopped_early = f"KL {kl:.2f} exceeded kl_stop {config.kl_stop} at iteration {done}"
             _save_state(trainer, config, done, log, out_dir)
             break
-    save_checkpoint(trainer.final_model(), tokenizer, result.checkpoint,
-                    {"kind": "ppo", "config": config.to_dict(), "iterations": len(log), **(metadata or {})})
+    final = {"kind": "ppo", "config": config.to_dict(), "iterations": len(log), **(metadata or {})}
+    if trainer.sharded:  # rank 0 saves an unsharded copy: the plain checkpoint vLLM and scoring load
+        full = distributed.full_state_dict(trainer.policy)
+        if distributed.rank() == 0:
+            plain, _ = load_policy(policy_path, "cpu")
+            plain.load_state_dict(full)
+            save_checkpoint(plain, tokenizer, result.checkpoint, final)
+        distributed.barrier()
+    else:
+        save_checkpoint(trainer.final_model(), tokenizer, result.checkpoint, final)
     return result
 
 
-# Settings a resumed run may change: how long it runs and how often it saves.
-RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "kl_stop"}
+# Settings a resumed run may change: how long it runs and how often it saves, and on how many processes.
+RESUMABLE_CHANGES = {"iterations", "checkpoint_every", "kl_stop", "processes", "nodes", "rdzv_endpoint"}
 
 
 def _save_state(trainer: PPOTrainer, config: PPOConfig, done: int, log: list[dict], out_dir: Path):
+    if trainer.sharded:
+        trainer.sharded_save(out_dir / RESUME_DIR, done, log, config)
+        return
     state_save(out_dir / RESUME_DIR, step=done, state={**trainer.state_dict(done, log), "config": config.to_dict()})
+
+
+# --- many processes -------------------------------------------------------------------------------
+
+
+def reward_fn_from_spec(reward_spec: dict, device=None) -> RewardFn:
+    """logit(R_c) from reward-model checkpoint paths (rlhf/work.py's reward_fn_build, without the database)."""
+    from core.heldout import prompt_key
+    from rewardmodel.scoring import load_scorer
+    from rlhf.rewards import combined_reward_fn
+
+    safety_keys = set(reward_spec.get("safety_keys", []))
+    return combined_reward_fn(
+        load_scorer(reward_spec["helpfulness_rm"], device) if reward_spec.get("helpfulness_rm") else None,
+        load_scorer(reward_spec["safety_rm"], device) if reward_spec.get("safety_rm") else None,
+        is_safety=lambda conversation: prompt_key(conversation) in safety_keys,
+    )
+
+
+def _ppo_under_torchrun(config, policy_path, prompts, reward_spec, out_dir, on_progress, metadata) -> PPOResult:
+    """Run this PPO as `config.processes` torchrun ranks; what on_progress raises stops them all."""
+    from modelruntime.launch import distributed_run, spec_write
+
+    if reward_spec is None:
+        raise ConfigError("processes", "PPO on several processes needs reward-model paths (reward_spec), "
+                                       "not a reward function")
+    if config.lora_rank:
+        raise ConfigError("lora_rank", "PPO on several processes trains every weight: set lora_rank to 0")
+    out_dir = Path(out_dir)
+    workdir = out_dir / "distributed"
+    spec = {"kind": "ppo", "config": config.to_dict(), "output_dir": str(out_dir), "base_path": str(policy_path),
+            "metadata": metadata or {}, "reward": reward_spec}
+    entry_args = spec_write(workdir, spec=spec, data=prompts)
+
+    def on_event(event):
+        if "step" in event and on_progress:
+            on_progress(event["step"], event["total"], event["metrics"])
+
+    result = distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
+                             rdzv_endpoint=config.rdzv_endpoint, workdir=workdir, on_event=on_event,
+                             cancel_requested=lambda: False, max_restarts=1)
+    return PPOResult(checkpoint=Path(result["checkpoint"]), iterations=result["iterations"],
+                     resumed_from=result["resumed_from"], stopped_early=result["stopped_early"])
+
+
+def ppo_from_spec(spec: dict, data: list, *, device, on_progress, log) -> dict:
+    """One rank's part of a distributed PPO run (modelruntime/launch.py documents the spec)."""
+    from transformers import AutoConfig
+
+    config = PPOConfig.from_dict(spec["config"])
+    if AutoConfig.from_pretrained(spec["base_path"], local_files_only=True).tie_word_embeddings:
+        raise ValueError("PPO on several processes needs a policy whose LM head is not tied to its embeddings "
+                         "(the update runs the decoder and the head apart; FSDP2 shards them apart)")
+    log(f"{distributed.world_size()} processes, {len(data)} prompts")
+    result = ppo_train(config, spec["base_path"], data, reward_fn_from_spec(spec["reward"], device), spec["output_dir"],
+                       on_progress=on_progress, device=device, metadata=spec.get("metadata"))
+    return {"checkpoint": str(result.checkpoint), "iterations": result.iterations,
+            "resumed_from": result.resumed_from, "stopped_early": result.stopped_early}

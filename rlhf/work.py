@@ -159,6 +159,16 @@ def _best_of_k_watch(config, job, parent, prompts, on_progress):
     return watched, state
 
 
+def ppo_reward_spec(config, prompts) -> dict:
+    """What PPO's torchrun ranks rebuild the reward from (rlhf/ppo.py reward_fn_from_spec): the
+    reward models' checkpoint paths and which prompts are safety prompts."""
+    from rewardmodel.scoring import resolve_checkpoint
+
+    return {"helpfulness_rm": str(resolve_checkpoint(config.helpfulness_rm)) if config.helpfulness_rm else "",
+            "safety_rm": str(resolve_checkpoint(config.safety_rm)) if config.safety_rm else "",
+            "safety_keys": [prompt.key for prompt in prompts if prompt.is_safety]}
+
+
 def ppo_work(job, on_progress):
     from rlhf.config import PPOConfig
     from rlhf.ppo import ppo_train
@@ -182,7 +192,8 @@ def ppo_work(job, on_progress):
 
     result = ppo_train(config, parent.checkpoint_path, [p.messages for p in prompts], reward_fn,
                        policy_dir(config.name), on_progress=progress,
-                       metadata={"name": config.name, "parent": parent.name})
+                       metadata={"name": config.name, "parent": parent.name},
+                       reward_spec=ppo_reward_spec(config, prompts) if config.distributed else None)
     if result.stopped_early:
         on_progress(len(result.iterations), config.iterations, log_line=f"stopped early: {result.stopped_early}")
     data = {**_training_data(config, parent, prompts), "resumed_from_iteration": result.resumed_from,
