@@ -13,6 +13,8 @@
   lock, names the temporary folder, and writes the marker and renames after a barrier). DCP
   reshards on load, so a state saved by N processes resumes with M, one included.
 - `full_state_dict`: the whole model gathered to rank 0 for the plain safetensors checkpoint.
+- `module_shard`, `gather_buffers_init`: PPO's value head as its own unit, and the gathered-weight
+  buffers made before PPO's first rollout runs under inference mode.
 
 Outside a process group every function is the one-process identity: rank 0 of 1.
 """

@@ -120,14 +120,15 @@ def distributed_run(*, entry_args: list[str], nproc: int, workdir: Path, on_even
     (workdir / RANKS_DIR).mkdir(exist_ok=True)
     (workdir / LOG_NAME).unlink(missing_ok=True)
     reader = EventReader(events_path)
-    for attempt in range(max_restarts + 1):
+    restarts = 0
+    while True:
         try:
             return _torchrun_follow(command, workdir, reader, on_event, cancel_requested, nproc * nnodes)
         except DistributedRunError as error:
-            if attempt == max_restarts:
+            if restarts == max_restarts:
                 raise
+            restarts += 1
             on_event({"log": f"{error}; starting every rank again from the last complete checkpoint"})
-    raise AssertionError("unreachable")
 
 
 def _torchrun_follow(command, workdir: Path, reader: "EventReader", on_event, cancel_requested, processes) -> dict:

@@ -11,6 +11,8 @@ from rewardmodel.services import reward_model_train_start
 from tests.real_services import wait_until
 from tests.rewardmodel.conftest import judged_project
 
+pytestmark = pytest.mark.slow
+
 
 def _config(base, **extra):
     return {"base_model": str(base), "learning_rate": 3e-4, "max_length": 64, "batch_size": 4,
