@@ -16,6 +16,7 @@ submitting again, as the local run's children die with their parent.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from modelruntime.launch import LOG_NAME, RANKS_DIR, REPO, DistributedRunError, 
 JOB_FILE = "ray_job.json"  # the submission id of the work folder's current Ray job
 POLL_SECONDS = 0.5
 STOP_WAIT_SECONDS = 60  # Ray's job supervisor sends SIGTERM, then SIGKILL after a few seconds
+PENDING_STOP_SECONDS = 3
 LOG_TAIL_LINES = 20
 LOG_SECONDS = 10.0
 
@@ -70,13 +72,23 @@ def ray_job_is_finished(client, job_id: str) -> bool:
 
 
 def ray_job_stop(client, job_id: str, wait_seconds: float = STOP_WAIT_SECONDS) -> None:
-    """Stop the Ray job (its whole process group) and wait until Ray says it ended."""
-    deadline = time.monotonic() + wait_seconds
+    """Stop the Ray job (its whole process group) and wait until Ray says it ended.
+
+    A job still waiting for resources (PENDING) stays PENDING after stop_job on Ray 2.55: its
+    supervisor, not yet placed, gets the stop right after it would start. Nothing of it runs
+    meanwhile, so after a few seconds of PENDING this returns instead of waiting for the cluster.
+    """
+    from ray.job_submission import JobStatus
+
+    started = time.monotonic()
     if ray_job_is_finished(client, job_id):
         return
     client.stop_job(job_id)
     while not ray_job_is_finished(client, job_id):
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - started
+        if client.get_job_status(job_id) == JobStatus.PENDING and waited > PENDING_STOP_SECONDS:
+            return
+        if waited > wait_seconds:
             raise RayError(f"Ray job {job_id} did not stop within {wait_seconds:.0f} s")
         time.sleep(POLL_SECONDS)
 
@@ -131,12 +143,12 @@ def ray_job_follow(client, job_id: str, *, cancel_requested: Callable[[], bool],
 
 
 def ray_launch(*, command: list[str], workdir: Path, events_path: Path, on_event: Callable[[dict], None],
-               cancel_requested: Callable[[], bool], address: str, num_gpus: float = 0) -> dict:
+               cancel_requested: Callable[[], bool], address: str, num_gpus: float | None = None) -> dict:
     """modelruntime/launch.py's `distributed_run` on a Ray cluster: `command` (the torchrun argv)
     runs as one Ray job; rank 0's events are relayed as in the local run; returns the result event.
 
-    Reserves one CPU per process (`--nproc_per_node`), and `num_gpus` GPUs when given, so Ray
-    places the run on a node with room for it. Raises RayError (naming the job, with its last log
+    Reserves one CPU per process (`--nproc_per_node`) and `num_gpus` GPUs (default: processes x
+    MARGIN_RAY_GPUS_PER_PROCESS, 0 unless set), so Ray places the run on a node with room for it. Raises RayError (naming the job, with its last log
     lines) when the run fails; RunCancelled once the Ray job stopped on cancel.
     """
     workdir = Path(workdir)
@@ -151,6 +163,8 @@ def ray_launch(*, command: list[str], workdir: Path, events_path: Path, on_event
     events_path.unlink(missing_ok=True)
     (workdir / RANKS_DIR).mkdir(parents=True, exist_ok=True)
     nproc = int(command[command.index("--nproc_per_node") + 1]) if "--nproc_per_node" in command else 1
+    if num_gpus is None:
+        num_gpus = nproc * float(os.environ.get("MARGIN_RAY_GPUS_PER_PROCESS", "0"))
     job_id = ray_job_submit(
         client, command=command, cwd=REPO, num_cpus=nproc, num_gpus=num_gpus,
         env={"PYTHONPATH": REPO, "MARGIN_RANKS_DIR": workdir / RANKS_DIR, "HF_HUB_OFFLINE": 1},

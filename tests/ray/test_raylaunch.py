@@ -3,6 +3,7 @@ events come back, failure and cancel behave as in the local run (modelruntime/la
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,19 @@ def test_a_several_node_run_is_refused_before_anything_is_submitted(tmp_path):
         ray_launch(command=command, workdir=tmp_path, events_path=tmp_path / "events.jsonl", on_event=print,
                    cancel_requested=lambda: False, address="http://127.0.0.1:1")
     assert not (tmp_path / JOB_FILE).exists()
+
+
+def test_a_gpu_cluster_run_waits_for_a_gpu_per_process_and_cancel_still_ends_it(ray_head, tmp_path, monkeypatch):
+    monkeypatch.setenv("MARGIN_RAY_GPUS_PER_PROCESS", "1")
+    client, seen = ray_client(ray_head.address), []
+
+    def look_then_cancel():  # this head has 2 CPUs and no GPU: the run can only wait
+        info = client.get_job_info(json.loads((tmp_path / JOB_FILE).read_text())["submission_id"])
+        seen.append((time.monotonic(), info.status.value, info.message))
+        return seen[-1][0] - seen[0][0] > 6
+
+    with pytest.raises(RunCancelled):
+        launch(ray_head, tmp_path, "ok", cancel_requested=look_then_cancel)
+    assert {status for _, status, _ in seen} == {"PENDING"}
+    assert "waiting for resources" in seen[-1][2]
+    assert not (tmp_path / "events.jsonl").exists()  # nothing of it ran
