@@ -2,7 +2,9 @@
 wrong shape. Every error names the line and the field, so a command or a page can show it as is.
 """
 
+import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 TOO_DEEP = "JSON nested too deeply to read (lists or objects inside each other about 1000 levels)"
@@ -29,6 +31,37 @@ def utf8_check(path) -> None:
                 line.decode("utf-8")
             except UnicodeDecodeError as bad:
                 raise RecordError(number, "(line)", not_utf8(line[bad.start], bad.start + 1)) from None
+
+
+BLANK = object()  # what json_line_value returns for an empty line (JSON null is None)
+
+
+def json_line_value(raw: bytes, number: int):
+    """The JSON value of one line of a JSONL file, BLANK for a blank line; RecordError names the
+    line when it is not UTF-8 or not JSON (the one decoder of every JSONL reader)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise RecordError(number, "(line)", not_utf8(raw[bad.start], bad.start + 1)) from None
+    if not text.strip():
+        return BLANK
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as bad:
+        raise RecordError(number, "(line)", f"not JSON: {bad.msg} at column {bad.colno}") from None
+    except RecursionError:
+        raise RecordError(number, "(line)", TOO_DEEP) from None
+
+
+def jsonl_rows(path) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a JSONL file, gzip-compressed when its name
+    ends in .gz; RecordError at the first line that cannot be read."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            value = json_line_value(raw, number)
+            if value is not BLANK:
+                yield number, value
 
 
 def json_object_read(path: Path, what: str) -> dict:

@@ -10,7 +10,7 @@ import gzip
 import json
 import zlib
 
-from core.jsonio import TOO_DEEP, RecordError
+from core.jsonio import BLANK, TOO_DEEP, RecordError, json_line_value
 from core.jsonio import not_utf8 as _not_utf8
 from dataio.records import Limits
 
@@ -93,18 +93,12 @@ def _json_lines(stream, limits):
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM):]
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            yield number, RecordError(number, "(line)", _not_utf8(line[bad.start], bad.start + 1))
+            value = json_line_value(line, number)
+        except RecordError as bad:  # reported with the others; reading goes on
+            yield number, bad
             continue
-        if not text.strip():
-            continue
-        try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as bad:
-            yield number, RecordError(number, "(line)", f"not JSON: {bad.msg} at column {bad.colno}")
-        except RecursionError:
-            yield number, RecordError(number, "(line)", TOO_DEEP)
+        if value is not BLANK:
+            yield number, value
 
 
 def _json_array(stream, limits):

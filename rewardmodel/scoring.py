@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from core.jsonio import TOO_DEEP
+from core.jsonio import RecordError, jsonl_rows
 from rewardmodel.modeling import check_messages, encode, load_for_scoring
 
 
@@ -100,35 +100,22 @@ def load_scorer(name_or_path: str, device=None, max_length: int | None = None) -
     return RewardScorer(model, tokenizer, max_length)
 
 
-class ScoringInputError(ValueError):
-    def __init__(self, line, field_name, message):
-        super().__init__(f"line {line}, field “{field_name}”: {message}")
-
-
 def read_scoring_input(path: Path | str) -> list[dict]:
-    """Every line of a `{"id", "messages"}` JSONL file, validated before anything is scored."""
+    """Every line of a `{"id", "messages"}` JSONL file, validated before anything is scored;
+    RecordError names the bad line and field."""
     records = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as bad:
-                raise ScoringInputError(number, "(line)", f"not JSON: {bad}") from bad
-            except RecursionError:
-                raise ScoringInputError(number, "(line)", TOO_DEEP) from None
-            if not isinstance(record, dict):
-                raise ScoringInputError(number, "(line)", "expected a JSON object")
-            if "id" not in record:
-                raise ScoringInputError(number, "id", "missing")
-            try:
-                check_messages(record.get("messages"))
-            except ValueError as bad:
-                raise ScoringInputError(number, "messages", str(bad)) from bad
-            records.append(record)
+    for number, record in jsonl_rows(path):
+        if not isinstance(record, dict):
+            raise RecordError(number, "(line)", "expected a JSON object")
+        if "id" not in record:
+            raise RecordError(number, "id", "missing")
+        try:
+            check_messages(record.get("messages"))
+        except ValueError as bad:
+            raise RecordError(number, "messages", str(bad)) from bad
+        records.append(record)
     if not records:
-        raise ScoringInputError(0, "(file)", "no records")
+        raise RecordError(0, "(file)", "no records")
     return records
 
 

@@ -15,16 +15,16 @@ samples of the prompt; their per-response safety labels give the human violation
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import random
-import re
 from collections import defaultdict
 from pathlib import Path
 
-from core.jsonio import TOO_DEEP, RecordError, not_utf8
+from core.hh import hh_transcript_messages
+from core.jsonio import RecordError, jsonl_rows
+from core.vocabulary import USER
 
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 
@@ -64,10 +64,6 @@ def violation_rates(judgements) -> dict:
 
 # --- the prompts ------------------------------------------------------------------------------------
 
-# Anthropic's HH red-team transcripts ("\n\nHuman: ...\n\nAssistant: ..."). rlhf may not import
-# dataio (docs/architecture.md), whose HH importer splits the same way into comparisons.
-HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
-
 
 def conversation_key(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -93,12 +89,8 @@ def safety_messages_problem(messages) -> str | None:
 
 def _hh_prompt(transcript: str) -> list[dict]:
     """An HH transcript's dialogue up to its last user turn (the final Assistant answer dropped)."""
-    parts = HH_TURN.split(transcript)
-    if parts[0].strip() or len(parts) < 3:
-        raise ValueError("expected a transcript of '\\n\\nHuman:' / '\\n\\nAssistant:' turns")
-    turns = [{"role": "user" if who == "Human" else "assistant", "content": text.strip()}
-             for who, text in zip(parts[1::2], parts[2::2])]
-    while turns and turns[-1]["role"] != "user":
+    turns = hh_transcript_messages(transcript)
+    while turns and turns[-1]["role"] != USER:
         turns.pop()
     return turns
 
@@ -134,26 +126,11 @@ def safety_prompts_read(path, *, default_category: str = "", limit: int | None =
     """The prompts of a JSONL file (.gz too): per line {"prompt": text | messages, "category"},
     {"messages": [...], "category"} (multi-turn, ending with the user turn), or an HH-RLHF row
     (its "chosen" transcript up to the last Human turn). RecordError names the line and field."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     records = []
-    with opener(path, "rb") as stream:
-        for number, raw_line in enumerate(stream, start=1):
-            try:
-                text = raw_line.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                raise RecordError(number, "(line)", not_utf8(raw_line[bad.start], bad.start + 1)) from None
-            if not text.strip():
-                continue
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as bad:
-                raise RecordError(number, "(line)", f"not JSON: {bad.msg}") from None
-            except RecursionError:
-                raise RecordError(number, "(line)", TOO_DEEP) from None
-            records.append(_prompt_record(raw, number, default_category))
-            if limit and len(records) == limit:
-                break
+    for number, raw in jsonl_rows(path):
+        records.append(_prompt_record(raw, number, default_category))
+        if limit and len(records) == limit:
+            break
     return records
 
 

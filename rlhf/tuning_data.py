@@ -9,12 +9,11 @@ the RM's evaluation never see a prompt the new version was fine-tuned on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from annotation.models import Demonstration, Project
 from core.heldout import prompt_is_heldout
-from core.jsonio import TOO_DEEP, RecordError, utf8_check
+from core.jsonio import RecordError, jsonl_rows
 from core.vocabulary import ASSISTANT, ROLES
 
 # --- SFT ---------------------------------------------------------------------------------------
@@ -40,31 +39,21 @@ def demonstration_pairs(*, project_name: str, heldout_fraction: float) -> list[t
 def sft_file_pairs(path: Path | str, *, heldout_fraction: float) -> list[tuple[list[dict], str]]:
     """(context, answer) from a JSONL of {"messages": [..., {"role": "assistant", ...}]} rows (TRL's
     SFT format, what `export --kind sft` writes). RecordError names the bad line and field."""
-    utf8_check(path)
     pairs = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as bad:
-                raise RecordError(number, "(line)", f"not JSON: {bad.msg}") from None
-            except RecursionError:
-                raise RecordError(number, "(line)", TOO_DEEP) from None
-            messages = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(messages, list) or len(messages) < 2:
-                raise RecordError(number, "messages", "needs a list of at least a user and an assistant message")
-            for index, message in enumerate(messages):
-                if (not isinstance(message, dict) or not isinstance(message.get("content"), str)
-                        or message.get("role") not in ROLES):
-                    raise RecordError(number, f"messages[{index}]",
-                                      "needs a role (system, user or assistant) and a text content")
-            if messages[-1]["role"] != ASSISTANT:
-                raise RecordError(number, "messages", "the last message must be the assistant's answer")
-            context = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
-            if not prompt_is_heldout(context, fraction=heldout_fraction):
-                pairs.append((context, messages[-1]["content"]))
+    for number, row in jsonl_rows(path):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list) or len(messages) < 2:
+            raise RecordError(number, "messages", "needs a list of at least a user and an assistant message")
+        for index, message in enumerate(messages):
+            if (not isinstance(message, dict) or not isinstance(message.get("content"), str)
+                    or message.get("role") not in ROLES):
+                raise RecordError(number, f"messages[{index}]",
+                                  "needs a role (system, user or assistant) and a text content")
+        if messages[-1]["role"] != ASSISTANT:
+            raise RecordError(number, "messages", "the last message must be the assistant's answer")
+        context = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
+        if not prompt_is_heldout(context, fraction=heldout_fraction):
+            pairs.append((context, messages[-1]["content"]))
     return pairs
 
 

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
+from core.hh import hh_transcript_messages
 from core.jsonio import RecordError
 from dataio.formats.fields import as_object, field_get, pair_record
 from dataio.records import Label
-
-_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
-_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
-
-
-def hh_transcript_messages(transcript):
-    """'\\n\\nHuman: hi\\n\\nAssistant: hello' -> [{'role': 'user', ...}, {'role': 'assistant', ...}]."""
-    parts = _HH_TURN.split(transcript)
-    if parts[0].strip() or len(parts) < 3:
-        raise ValueError("expected a transcript of '\\n\\nHuman:' / '\\n\\nAssistant:' turns")
-    return [
-        {"role": _HH_ROLES[speaker], "content": text.strip()}
-        for speaker, text in zip(parts[1::2], parts[2::2])
-    ]
 
 
 def hh_pair(chosen, rejected):

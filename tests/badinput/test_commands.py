@@ -154,7 +154,7 @@ CASES = {
         ["score_responses", "--model", "x", "--input", "{tmp}/deep.json", "--output", "{tmp}/o.jsonl"],
         "line 1, field “(line)”: JSON nested too deeply"),
     "sample: prompts nested too deeply": (["sample", "--prompts", "{tmp}/deep.json", "--out", "{tmp}/o.jsonl"],
-                                          "deep.json line 1: JSON nested too deeply"),
+                                          "deep.json, line 1, field “(line)”: JSON nested too deeply"),
     "train_ppo: config not an object": (["train_ppo", "--config", "{tmp}/list.json"], "must hold a JSON object of field values"),
     "train_ppo: config not UTF-8": (["train_ppo", "--config", "{tmp}/latin1.jsonl"],
                                     "latin1.jsonl, line 2, field “(line)”: not UTF-8 text: byte 0xe9"),

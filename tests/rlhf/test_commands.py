@@ -89,7 +89,7 @@ def test_sample_writes_k_responses_per_prompt(world, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"prompt": "Hi"}\nnot json\n', "line 2: not JSON"),
+    ('{"prompt": "Hi"}\nnot json\n', "line 2, field “\\(line\\)”: not JSON: Expecting value at column 1"),
     ('{"question": "Hi"}\n', 'line 1: expected {"prompt"'),
 ])
 def test_sample_names_the_bad_line(world, tmp_path, content, message):

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from core.jsonio import RecordError, utf8_check
 from margin.cli import ProgressBar
 from modelruntime.modelstore import ModelStoreError
-from rewardmodel.scoring import ScoringInputError, load_scorer, read_scoring_input, score_file
+from rewardmodel.scoring import load_scorer, read_scoring_input, score_file
 
 
 class Command(BaseCommand):
@@ -23,12 +23,12 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:
-            utf8_check(input)
+            utf8_check(input)  # a file that is not UTF-8 says so before any record is checked
             read_scoring_input(input)  # a bad file fails before the model loads
             scorer = load_scorer(model)
         except FileNotFoundError as missing:
             raise CommandError(f"Cannot read --input: {missing}") from missing
-        except (ScoringInputError, RecordError) as bad:
+        except RecordError as bad:
             raise CommandError(f"{input}, {bad}") from bad
         except ModelStoreError as bad:
             raise CommandError(str(bad)) from bad

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from core.jsonio import TOO_DEEP, RecordError, utf8_check
+from core.jsonio import RecordError, jsonl_rows
 from core.vocabulary import ROLES
 from rlhf.models import PolicyVersion
 from rlhf.selectors import policy_prompts, policy_version_resolve
@@ -17,27 +17,17 @@ def prompts_read(path: Path) -> list[list[dict]]:
     """One prompt per line: {"prompt": "text"} or {"messages": [{"role": ..., "content": ...}, ...]}."""
     prompts = []
     try:
-        utf8_check(path)
-        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, record in jsonl_rows(path):
+            if isinstance(record, dict) and isinstance(record.get("prompt"), str):
+                prompts.append([{"role": "user", "content": record["prompt"]}])
+            elif isinstance(record, dict) and isinstance(record.get("messages"), list):
+                prompts.append(_messages_check(record["messages"], f"{path} line {number}"))
+            else:
+                raise CommandError(f'{path} line {number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
     except OSError as bad:
         raise CommandError(f"--prompts {path}: {bad.strerror}") from bad
     except RecordError as bad:
         raise CommandError(f"--prompts {path}, {bad}") from bad
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as bad:
-            raise CommandError(f"{path} line {number}: not JSON ({bad.msg})") from bad
-        except RecursionError:
-            raise CommandError(f"{path} line {number}: {TOO_DEEP}") from None
-        if isinstance(record, dict) and isinstance(record.get("prompt"), str):
-            prompts.append([{"role": "user", "content": record["prompt"]}])
-        elif isinstance(record, dict) and isinstance(record.get("messages"), list):
-            prompts.append(_messages_check(record["messages"], f"{path} line {number}"))
-        else:
-            raise CommandError(f'{path} line {number}: expected {{"prompt": "..."}} or {{"messages": [...]}}')
     return prompts
 
 
