@@ -82,13 +82,20 @@ def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejecte
 
 
 def response_logprobs(model, input_ids, attention_mask, labels) -> torch.Tensor:
-    """Summed log-prob of each row's labelled (response) tokens: (B,)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
-    logits = logits[:, :-1].float()  # (B, T-1, V) position t predicts token t + 1
-    targets = labels[:, 1:]  # (B, T-1)
-    mask = targets != IGNORE
-    token_logprobs = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token_logprobs * mask).sum(-1)  # (B,)
+    """Summed log-prob of each row's labelled (response) tokens: (B,).
+
+    The output layer and the softmax run only where a response token is predicted: for a
+    135M model the 49k-word output layer is a fifth of the work, and prompts are half the tokens.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
+    hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                use_cache=False).last_hidden_state  # (B, T, H)
+    targets = labels[:, 1:]  # (B, T-1) position t predicts token t + 1
+    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)  # (N,), (N,) every response token
+    logits = base.get_output_embeddings()(hidden[rows, cols]).float()  # (N, V)
+    token_logprobs = torch.log_softmax(logits, -1).gather(-1, targets[rows, cols].unsqueeze(-1)).squeeze(-1)  # (N,)
+    summed = torch.zeros(len(input_ids), dtype=token_logprobs.dtype, device=token_logprobs.device)
+    return summed.index_add(0, rows, token_logprobs)  # (B,)
 
 
 # --- data ----------------------------------------------------------------------------------------
