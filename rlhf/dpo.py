@@ -37,6 +37,7 @@ from modelruntime.checkpoint import (
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rlhf.config import DPOConfig
 from rlhf.sft import IGNORE, sft_example
+from rlhf.sft import _pad as pad_rows  # right-padded ids, mask, labels: SFT's own batching
 
 
 @dataclass
@@ -107,18 +108,6 @@ def pair_examples(tokenizer, pairs: list[PreferencePair], max_length: int):
              sft_example(tokenizer, p.context, p.rejected, max_length)) for p in pairs]
 
 
-def _pad(rows, pad_id, device):
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, (ids, lab) in enumerate(rows):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(lab)] = torch.tensor(lab)
-        mask[row, : len(ids)] = 1
-    return input_ids.to(device), mask.to(device), labels.to(device)
-
-
 def pairs_logprobs(model, examples, pad_id, micro_batch_size: int) -> torch.Tensor:
     """(N, 2) summed response log-probs [chosen, rejected], without gradients."""
     out = []
@@ -127,7 +116,7 @@ def pairs_logprobs(model, examples, pad_id, micro_batch_size: int) -> torch.Tens
             chunk = examples[start : start + micro_batch_size]
             # Chosen and rejected rows in one forward: 2 x micro_batch_size sequences.
             rows = [c for c, _ in chunk] + [r for _, r in chunk]
-            logps = response_logprobs(model, *_pad(rows, pad_id, model.device)).cpu()  # (2b,)
+            logps = response_logprobs(model, *pad_rows(rows, pad_id, model.device)).cpu()  # (2b,)
             out.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], 1))  # (b, 2)
     return torch.cat(out) if out else torch.zeros(0, 2)
 
@@ -211,7 +200,7 @@ def dpo_train(
         for start in range(0, len(rows), config.micro_batch_size):
             chunk = rows[start : start + config.micro_batch_size]
             batch = [examples[i][0] for i in chunk] + [examples[i][1] for i in chunk]
-            logps = response_logprobs(model, *_pad(batch, pad_id, model.device))  # (2b,)
+            logps = response_logprobs(model, *pad_rows(batch, pad_id, model.device))  # (2b,)
             ref = reference[chunk].to(logps.device)  # (b, 2)
             loss, chosen_reward, rejected_reward = dpo_loss(
                 logps[: len(chunk)], logps[len(chunk) :], ref[:, 0], ref[:, 1], beta=config.beta,
