@@ -127,6 +127,13 @@ def test_bad_input_is_refused_naming_the_flag(world, tmp_path, flags, message):
     assert PolicyVersion.objects.count() == 1
 
 
+def test_queue_without_a_ray_address_is_refused(world, tmp_path):
+    with pytest.raises(CommandError, match="--queue: .* give --ray-address too"):
+        call_command("rl_handoff", "--engine", "openrlhf", "--policy", "tiny", "--helpfulness-rm", "tiny-helpful",
+                     "--queue", "--output", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and Job.objects.count() == 0
+
+
 def test_a_run_on_ray_comes_back_as_a_policy_version_with_lineage(world, ray_head, tmp_path):
     params = handoff.rl_handoff_prepare(config={**CONFIG, "kl_beta": 0.005}, reward_url=REWARD_URL,
                                         ray_address=ray_head.address)

@@ -30,6 +30,8 @@ class Command(BaseCommand):
         config_arguments_add(parser, handoff.OpenRLHFConfig)
 
     def handle(self, *args, engine, ray_address, reward_url, output, queue, **options):
+        if queue and not ray_address:
+            raise CommandError("--queue: a worker submits the run to a Ray cluster; give --ray-address too")
         config = config_from_options(options, handoff.OpenRLHFConfig)
         try:
             params = handoff.rl_handoff_prepare(config=config, reward_url=reward_url, output=output,
