@@ -61,6 +61,20 @@ _BIN_OF_LABELS = {
 SAFETY_LABELS_OF_BIN = {bin_: labels for labels, bin_ in _BIN_OF_LABELS.items()}
 
 
+def check_messages(messages) -> None:
+    """A dialogue to score: a non-empty list of {role, content} ending with the assistant's
+    response. ValueError says which message is wrong."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ValueError(f"message {number}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"message {number}: content must be a string")
+    if messages[-1]["role"] != ASSISTANT:
+        raise ValueError("the last message must be the assistant response to score")
+
+
 def safety_bin(chosen_safe: bool | None, rejected_safe: bool | None) -> str:
     """The bin of a pair from its chosen and rejected responses' labels; UNLABELLED if one is missing."""
     if chosen_safe is None or rejected_safe is None:

@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROLES = ("system", "user", "assistant")
-
 
 def load_for_training(base_path: Path | str, *, seed: int = 0, device=None):
     """(model, tokenizer) with a freshly initialised scalar head on top of `base_path`."""
@@ -55,18 +53,6 @@ def _tokenizer(path):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def check_messages(messages) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list")
-    for number, message in enumerate(messages, start=1):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ValueError(f"message {number}: role must be one of {', '.join(ROLES)}")
-        if not isinstance(message.get("content"), str):
-            raise ValueError(f"message {number}: content must be a string")
-    if messages[-1]["role"] != "assistant":
-        raise ValueError("the last message must be the assistant response to score")
 
 
 def encode(tokenizer, messages: list[dict], max_length: int) -> list[int]:

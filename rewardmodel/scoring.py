@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from core.jsonio import RecordError, jsonl_rows
-from rewardmodel.modeling import check_messages, encode, load_for_scoring
+from core.vocabulary import check_messages
+from rewardmodel.modeling import encode, load_for_scoring
 
 
 class RewardScorer:

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from core.jsonio import TOO_DEEP
-from rewardmodel.modeling import check_messages
+from core.vocabulary import check_messages
 from rlhf.chat_text import ChatMarkers, messages_from_query
 from rlhf.rewards import combined_reward_fn
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from core.hh import hh_transcript_messages
 from core.jsonio import RecordError, jsonl_rows
-from core.vocabulary import USER
+from core.vocabulary import USER, check_messages
 
 Z_95 = 1.959964  # two-sided 95 % normal quantile
 
@@ -72,8 +72,6 @@ def conversation_key(messages: list[dict]) -> str:
 def safety_messages_problem(messages) -> str | None:
     """What is wrong with a multi-turn prompt's message list, or None: the reward models' own
     check, on the dialogue the policy's answer will complete."""
-    from rewardmodel.modeling import check_messages
-
     if not isinstance(messages, list) or not messages:
         return 'a list of {"role", "content"} messages'
     if not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
