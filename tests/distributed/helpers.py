@@ -4,6 +4,8 @@ and a check that no process of a run is left."""
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,3 +43,31 @@ def rm_scores(checkpoint, pairs) -> torch.Tensor:
 
     model, tokenizer = load_for_scoring(checkpoint)
     return torch.tensor(score_pairs(model, tokenizer, pairs, 64))
+
+
+def processes_running(needle: str) -> list[int]:
+    """Pids whose command line contains `needle` (a run's spec path names torchrun and its ranks)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return [pid for pid in found if alive(pid) and pid != os.getpid()]
+
+
+def wait_for_step(events: Path, step: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.is_file() and f'"step": {step},' in events.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{events} never reached step {step}")
+
+
+if __name__ == "__main__":
+    # python -m tests.distributed.helpers BASE OUT: a worker running a 2-rank job, for a test to kill.
+    from tests.distributed.test_reward_model import CONFIG, PAIRS
+
+    rm_spec_run(CONFIG, PAIRS, Path(sys.argv[2]), Path(sys.argv[1]))
