@@ -121,7 +121,13 @@ def ray_job_follow(client, job_id: str, *, cancel_requested: Callable[[], bool],
             on_poll()
             ended = status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
             if on_log is not None and (ended or time.monotonic() - logs_read_at >= log_seconds):
-                lines, logs_read_at = client.get_job_logs(job_id).splitlines(), time.monotonic()
+                text, logs_read_at = client.get_job_logs(job_id), time.monotonic()
+                if not ended:
+                    text = text[: text.rfind("\n") + 1]  # a line still being written waits for the next read
+                # A progress bar redraws its line with \r: keep what a terminal would show.
+                lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+                if lines[-1] == "":
+                    lines.pop()
                 for line in lines[logged:]:
                     on_log(line)
                 logged = len(lines)

@@ -144,7 +144,7 @@ def test_a_run_on_ray_comes_back_as_a_policy_version_with_lineage(world, ray_hea
 
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error + job.log
-    assert "stand-in: 8 prompts" in job.log and f"reward from ['{REWARD_URL}']" in job.log
+    assert "stand-in: 8 prompts" in job.log and f"reward from ['{REWARD_URL}']" in job.log, job.log
     version = PolicyVersion.objects.get(pk=job.result["policy_version_id"])
     assert (version.kind, version.parent, version.job, version.name) == (
         PolicyVersion.Kind.EXTERNAL, world, job, "RLHF-V1")
