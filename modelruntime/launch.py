@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -118,6 +119,9 @@ def distributed_run(*, entry_args: list[str], nproc: int, workdir: Path, on_even
                           cancel_requested=cancel_requested, address=os.environ["MARGIN_RAY_ADDRESS"])
     events_path.unlink(missing_ok=True)
     (workdir / RANKS_DIR).mkdir(exist_ok=True)
+    if nnodes > 1:  # without Ray nothing starts the other nodes' torchrun: the operator does, on each
+        on_event({"log": f"this node joins {rdzv_endpoint}; on each of the other {nnodes - 1} node(s) run: "
+                         f"{shlex.join(command)}"})
     (workdir / LOG_NAME).unlink(missing_ok=True)
     reader = EventReader(events_path)
     restarts = 0

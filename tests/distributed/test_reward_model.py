@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from modelruntime.launch import DistributedRunError, RunCancelled, distributed_run
+from modelruntime.launch import DistributedRunError, RunCancelled, distributed_run, torchrun_command
 from rewardmodel.training import RESUME_DIR, train
 from tests.conftest import REPO
 from tests.distributed.helpers import alive, processes_running, ranks_of, rm_scores, rm_spec_run, wait_for_step
@@ -117,3 +117,14 @@ def test_a_bad_spec_fails_with_the_rank_and_the_reason(tmp_path):
                         on_event=lambda e: None, cancel_requested=lambda: False)
     with pytest.raises(ValueError, match="nproc and nnodes must be >= 1, got nproc=0"):
         distributed_run(entry_args=[], nproc=0, workdir=tmp_path, on_event=print, cancel_requested=lambda: False)
+    with pytest.raises(ValueError, match="nnodes is 2: a c10d rendezvous endpoint"):
+        distributed_run(entry_args=[], nproc=1, nnodes=2, workdir=tmp_path, on_event=print,
+                        cancel_requested=lambda: False)
+
+
+def test_several_nodes_join_one_c10d_rendezvous(tmp_path):
+    command = torchrun_command(entry_args=["--spec", "s.json"], nproc=8, nnodes=2, rdzv_endpoint="10.0.0.1:29400",
+                               events_path=tmp_path / "e.jsonl")
+    assert command[command.index("--nnodes"):command.index("-m", 3)] == [
+        "--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "10.0.0.1:29400"]
+    assert "--standalone" not in command and command[-4:] == ["--spec", "s.json", "--events", str(tmp_path / "e.jsonl")]
