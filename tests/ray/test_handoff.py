@@ -4,6 +4,7 @@ goes to a real local Ray head (a stand-in entry point writes the checkpoint wher
 and comes back as a policy version; bad input is refused naming the flag."""
 
 import json
+import math
 import os
 import shlex
 
@@ -61,7 +62,9 @@ def test_openrlhfs_own_parser_takes_the_command_with_llama2s_ppo_settings(world,
     assert args.actor.adam.weight_decay == 0.1 and args.actor.max_norm == 1.0
     assert args.actor.lr_scheduler == "constant"
     assert args.ckpt.output_dir == str(tmp_path / "out" / "model")
-    assert args.train.num_episodes == 200 * 512 // 8  # 200 iterations x 512 rollouts over 8 prompts
+    prompts = params["data"]["prompts"]  # the training part of the factories' prompts, at most 8
+    assert 0 < prompts <= 8 and args.data.max_samples == prompts
+    assert args.train.num_episodes == math.ceil(200 * 512 / prompts)  # 200 iterations x 512 rollouts
 
 
 def test_config_changes_reach_openrlhf_and_its_parser_rejects_what_it_does_not_know(world, tmp_path):
@@ -85,7 +88,7 @@ def test_openrlhfs_reader_sees_each_prompt_in_the_chat_template_with_its_safety_
 
     prompts = prompt_dataset(openrlhf_args(params), tokenizer)
 
-    assert len(prompts) == len(rows) == 8
+    assert len(prompts) == len(rows) == params["data"]["prompts"] > 0
     for (_, prompt, label, _), row in zip(prompts, rows):
         assert prompt == tokenizer.apply_chat_template(row["input"], tokenize=False, add_generation_prompt=True)
         assert row["input"][0]["role"] == "user" and row["input"][0]["content"] in prompt
@@ -144,11 +147,12 @@ def test_a_run_on_ray_comes_back_as_a_policy_version_with_lineage(world, ray_hea
 
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error + job.log
-    assert "stand-in: 8 prompts" in job.log and f"reward from ['{REWARD_URL}']" in job.log, job.log
+    prompts = params["data"]["prompts"]
+    assert f"stand-in: {prompts} prompts" in job.log and f"reward from ['{REWARD_URL}']" in job.log, job.log
     version = PolicyVersion.objects.get(pk=job.result["policy_version_id"])
     assert (version.kind, version.parent, version.job, version.name) == (
         PolicyVersion.Kind.EXTERNAL, world, job, "RLHF-V1")
-    assert version.config["kl_beta"] == 0.005 and version.data["prompts"] == 8
+    assert version.config["kl_beta"] == 0.005 and version.data["prompts"] == prompts
     assert version.data["ray_job_id"] == job.result["ray_job_id"] == job.metrics["ray_job_id"]
     assert checkpoint_is_complete(version.checkpoint_path)
     policy, _ = load_policy(version.checkpoint_path)  # the store's loader takes the imported weights
