@@ -53,6 +53,8 @@ class RayHead:
 
     def start(self):
         worker_port = free_port()
+        while any(worker_port <= port <= worker_port + 50 for port in self.ports.values()):  # Ray refuses overlaps
+            worker_port = free_port()
         command = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
                    "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard=true",
                    "--dashboard-host", "127.0.0.1", "--temp-dir", str(self.folder), "--disable-usage-stats",
@@ -82,7 +84,10 @@ class RayHead:
 
     def stop(self):
         session = self.process.pid
-        os.killpg(session, signal.SIGTERM)
+        try:
+            os.killpg(session, signal.SIGTERM)
+        except ProcessLookupError:  # `ray start` already exited (a failed start)
+            pass
         try:
             self.process.wait(5)
         except subprocess.TimeoutExpired:  # a graceful `ray start --block` exit takes ~30 s
