@@ -62,6 +62,16 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
     safety_aux_weight: float = config_field(
         0.0, "Weight of the safety auxiliary loss on labelled responses (Table 29); 0: off.", ge=0
     )
+    # Issue 21: a small RM learns "longer wins" from data where the chosen answer is mostly the
+    # longer one. Both options are off by default (the paper has neither).
+    length_balanced_batches: bool = config_field(
+        False, "Each forward pass holds as many pairs whose chosen is longer as shorter, where the data allows."
+    )
+    # ODIN (Chen et al. 2024) decorrelates its quality reward from length; ours: weight x the
+    # squared batch correlation of the score gap with the length gap (rewardmodel/loss.py).
+    length_decorrelation_weight: float = config_field(
+        0.0, "Weight of the squared batch correlation of score gap and length gap (ODIN); 0: off.", ge=0
+    )
     checkpoint_every: int = config_field(50, "Save a resumable checkpoint every N optimizer steps.", gt=0)
     seed: int = config_field(0, "Seeds data order and the head's initialisation (the held-out split is fixed: core/heldout.py).", ge=0)
     max_pairs: int = config_field(0, "Use at most this many training pairs (0: all); for quick runs.", ge=0)

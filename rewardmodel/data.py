@@ -6,6 +6,7 @@ values and is what the tests pin down; `pairs_for_projects` reads the database.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -227,3 +228,53 @@ def _excluded_annotator_ids() -> set:
     except LookupError:
         return set()
     return set(profile.objects.filter(exclude_from_training=True).values_list("user_id", flat=True))
+
+
+# --- length-balanced batches (issue 21) --------------------------------------------------------
+
+
+def chosen_is_longer(pair: TrainingPair) -> bool | None:
+    """True when the chosen response is the longer one (characters), None when equally long."""
+    if len(pair.chosen) == len(pair.rejected):
+        return None
+    return len(pair.chosen) > len(pair.rejected)
+
+
+def length_balanced_batches(
+    chosen_longer: list[bool | None], lengths: list[int], batch_size: int, epochs: float, seed: int,
+    window: int = 32,
+) -> list[list[int]]:
+    """Pair indices per forward pass, each pass holding as many pairs whose chosen response is the
+    longer one as pairs whose chosen is the shorter one, as long as both kinds last.
+
+    In a batch where every chosen response is the longer one, "longer wins" lowers the loss as
+    well as the preference does; balanced, it cannot. Per epoch, each kind is shuffled (seeded)
+    and, within windows of `window` batches, sorted by `lengths` (less padding, as
+    training.micro_batches does); batch k takes the k-th run of each kind. What one kind has left
+    over, and equally long pairs (None), fill batches of their own. Batches are then shuffled.
+    An odd batch_size is rounded down to an even one for the balanced batches.
+    """
+    rng = random.Random(seed)
+    half = max(1, batch_size // 2)
+    order = []
+    for _ in range(math.ceil(epochs)):
+        epoch = list(range(len(lengths)))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    order = order[: round(epochs * len(lengths))]
+    longer = [i for i in order if chosen_longer[i] is True]
+    shorter = [i for i in order if chosen_longer[i] is False]
+    balanced = min(len(longer), len(shorter))
+    rest = longer[balanced:] + shorter[balanced:] + [i for i in order if chosen_longer[i] is None]
+    longer, shorter = longer[:balanced], shorter[:balanced]
+    batches = []
+    for start in range(0, balanced, half * window):
+        a = sorted(longer[start : start + half * window], key=lambda i: lengths[i])
+        b = sorted(shorter[start : start + half * window], key=lambda i: lengths[i])
+        batches.extend(a[i : i + half] + b[i : i + half] for i in range(0, len(a), half))
+    rng.shuffle(rest)
+    for start in range(0, len(rest), batch_size * window):
+        chunk = sorted(rest[start : start + batch_size * window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches

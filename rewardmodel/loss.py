@@ -36,3 +36,27 @@ def safety_auxiliary_loss(chosen: torch.Tensor, rejected: torch.Tensor, pairs, w
         return chosen.new_zeros(())
     logits = torch.stack(scores)  # (2 x labelled pairs,)
     return weight * F.binary_cross_entropy_with_logits(logits, logits.new_tensor(safe))
+
+
+def length_decorrelation_penalty(
+    chosen: torch.Tensor, rejected: torch.Tensor, length_gap: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """weight x corr(r_chosen - r_rejected, len_chosen - len_rejected)^2 over the batch's pairs.
+
+    A reward model whose score gap follows the length gap has learnt "longer wins" (issue 21).
+    ODIN (Chen et al. 2024, "ODIN: Disentangled Reward Mitigates Hacking in RLHF") keeps its
+    quality head uncorrelated with length through the batch's Pearson correlation; this is that
+    term on our single head (no length head to drop at scoring time), taken over the pair
+    differences the ranking loss sees, squared so that a lean either way is penalised.
+    `length_gap` is in tokens.
+    0 when the weight is 0, with fewer than 3 pairs, or when either difference does not vary.
+    """
+    if not weight or len(chosen) < 3:
+        return chosen.new_zeros(())
+    score_gap = chosen - rejected  # (B,)
+    length_gap = length_gap.to(score_gap)  # (B,)
+    s, n = score_gap - score_gap.mean(), length_gap - length_gap.mean()
+    denominator = s.norm() * n.norm()
+    if denominator < 1e-8:
+        return chosen.new_zeros(())
+    return weight * ((s * n).sum() / denominator) ** 2

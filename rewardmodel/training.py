@@ -35,8 +35,8 @@ from modelruntime.checkpoint import (
 )
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rewardmodel.config import RewardModelConfig
-from rewardmodel.data import NoTrainingData, TrainingPair
-from rewardmodel.loss import margin_ranking_loss, safety_auxiliary_loss
+from rewardmodel.data import NoTrainingData, TrainingPair, chosen_is_longer, length_balanced_batches
+from rewardmodel.loss import length_decorrelation_penalty, margin_ranking_loss, safety_auxiliary_loss
 from rewardmodel.modeling import encode, load_for_training
 from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
@@ -158,11 +158,14 @@ def train(
     optimizer = optimizer_create(named_parameters=trainable_root.named_parameters(), config=config)
     packed = encode_pairs(tokenizer, pairs, config.max_length)
     lengths = [len(p) for p in packed]
-    batches = micro_batches(lengths, config.batch_size, config.epochs, config.seed)
+    batches = (length_balanced_batches([chosen_is_longer(p) for p in pairs], lengths, config.batch_size,
+                                       config.epochs, config.seed)
+               if config.length_balanced_batches else micro_batches(lengths, config.batch_size, config.epochs, config.seed))
     total_steps = math.ceil(len(batches) / config.gradient_accumulation_steps)
     scheduler = cosine_schedule(optimizer, total_steps=total_steps, warmup_steps=warmup_steps(config, total_steps),
                                 min_lr_ratio=config.min_lr_ratio)
     margins = torch.tensor([pair.margin for pair in pairs], dtype=torch.float32)
+    length_gaps = torch.tensor([p.chosen - p.rejected for p in packed], dtype=torch.float32)  # tokens
 
     state = {"step": 0, "losses": [], "correct": [], "tokens": 0}
     resumed = _resume(output_dir, trainable_root, optimizer, scheduler, state)
@@ -179,7 +182,8 @@ def train(
             with autocast:
                 chosen, rejected = packed_scores(model, *batch)
             loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device)) + safety_auxiliary_loss(
-                chosen, rejected, [pairs[i] for i in indices], config.safety_aux_weight)
+                chosen, rejected, [pairs[i] for i in indices], config.safety_aux_weight) + length_decorrelation_penalty(
+                chosen, rejected, length_gaps[indices], config.length_decorrelation_weight)
             (loss * weight * len(indices) / step_pairs * distributed.gradient_scale()).backward()
             step_loss += loss.item() * len(indices) * weight
             step_correct += int((chosen > rejected).sum()) * weight

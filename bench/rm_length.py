@@ -1,0 +1,218 @@
+"""Does a small reward model learn the preference or the length? Variants against the CPU recipe.
+
+    scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
+    .venv/bin/python bench/rm_length.py             # every variant, 2 at a time, one thread each
+    .venv/bin/python bench/rm_length.py --only recipe balanced --pairs 320 --max-length 192
+
+Data (issue 21): the "Open helpfulness" project (Auto-J, PandaLM, Tulu), split by prompt with the
+one held-out rule (core/heldout.py, 15 % as the recipe), so the held-out part mixes the three
+sources. Every variant trains SmolLM2-135M-Instruct on the same seeded sample of --pairs training
+pairs (no HH mix, --max-length tokens per side: smaller than the README recipe's 1,400 pairs and
+384 tokens so that each run stays within about 8 CPU-minutes) and is scored on the same held-out
+pairs. Per variant: overall accuracy (95 % Wilson interval), accuracy where the chosen response is
+the longer / the shorter one (rewardmodel/evaluation.py's length_baselines), how often it sides with
+the longer response against how often the human labels do, and the CPU-seconds of its training
+(time.process_time of its own process, which the other jobs sharing the cores do not inflate).
+`--objective safety` does the same on "HH harmless" with the safety recipe.
+Prints a table and writes bench/results/rm_length.json (rows of earlier runs are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "margin.settings")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{REPO / 'var' / 'reward-models.sqlite3'}")
+os.environ.setdefault("MARGIN_MODEL_STORE", str(REPO / "var" / "models"))
+
+RESULTS = REPO / "bench" / "results" / "rm_length.json"
+PROJECTS = {"helpfulness": "Open helpfulness", "safety": "HH harmless"}
+
+# One change each against the recipe (rewardmodel/recipes/<objective>-cpu.json); cheapest first,
+# so a cut-short run has the main answers.
+VARIANTS = {
+    "recipe": {},
+    "balanced": {"length_balanced_batches": True},
+    "decorrelate": {"length_decorrelation_weight": 1.0},
+    "balanced_decorrelate": {"length_balanced_batches": True, "length_decorrelation_weight": 1.0},
+    "all_layers": {"train_layers": 0},
+    "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
+                                        "length_decorrelation_weight": 1.0},
+}
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    centre = (correct + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(correct * (n - correct) / n + z * z / 4) / (n + z * z)
+    return centre - half, centre + half
+
+
+def recipe_config(objective: str, max_length: int, overrides: dict):
+    from rewardmodel.config import RewardModelConfig
+
+    recipe = json.loads((REPO / "rewardmodel" / "recipes" / f"{objective}-cpu.json").read_text())
+    recipe.pop("max_pairs", None)
+    recipe.pop("checkpoint_every", None)
+    return RewardModelConfig(**{**recipe, "mix_ratio": 0.0, "max_length": max_length,
+                                "checkpoint_every": 10**6, **overrides})
+
+
+def data_write(args, folder: Path) -> dict:
+    """The seeded training sample and the held-out pairs, written once for every variant."""
+    import django
+
+    django.setup()
+    from annotation.models import Project
+    from rewardmodel.data import pairs_for_projects, split
+
+    config = recipe_config(args.objective, args.max_length, {})
+    project = Project.objects.filter(name=PROJECTS[args.objective]).first()
+    if project is None:
+        sys.exit(f"No project {PROJECTS[args.objective]!r}: run `scripts/reward-models import` first.")
+    pairs, _ = pairs_for_projects([project], objective=args.objective, min_judgments=config.min_judgments)
+    train_pairs, heldout = split(pairs, config.heldout_fraction)
+    rng = random.Random(0)
+    train_pairs = rng.sample(train_pairs, min(args.pairs, len(train_pairs)))
+    if args.heldout:
+        heldout = rng.sample(heldout, min(args.heldout, len(heldout)))
+    (folder / "train.json").write_text(json.dumps([p.to_dict() for p in train_pairs]))
+    (folder / "heldout.json").write_text(json.dumps([p.to_dict() for p in heldout]))
+    sources = sorted({p.source.split(":")[0] for p in heldout})
+    return {"objective": args.objective, "project": PROJECTS[args.objective], "all_pairs": len(pairs),
+            "train_pairs": len(train_pairs), "heldout_pairs": len(heldout), "heldout_sources": sources,
+            "max_length": args.max_length}
+
+
+def worker(args):
+    """One variant in its own process: train, score the held-out pairs, write a JSON row."""
+    import torch
+
+    from modelruntime.modelstore import default_model_dir
+    from rewardmodel.data import TrainingPair
+    from rewardmodel.evaluation import report, score_pairs
+    from rewardmodel.modeling import load_for_scoring
+    from rewardmodel.training import train
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    folder = Path(args.data)
+    train_pairs = [TrainingPair(**p) for p in json.loads((folder / "train.json").read_text())]
+    heldout = [TrainingPair(**p) for p in json.loads((folder / "heldout.json").read_text())]
+    overrides = VARIANTS[args.worker]
+    config = recipe_config(args.objective, args.max_length, overrides)
+    base_path = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
+    with tempfile.TemporaryDirectory() as out:
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = train(config, train_pairs, out, base_path=base_path)
+        train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
+        model, tokenizer = load_for_scoring(result.checkpoint)
+        cpu = time.process_time()
+        scores = score_pairs(model, tokenizer, heldout, config.max_length)
+        score_cpu = time.process_time() - cpu
+    summary = report(heldout, scores)
+    correct = sum(c > r for c, r in scores)
+    low, high = wilson(correct, len(heldout))
+    length = summary["length"]
+    row = {
+        "variant": args.worker, "overrides": overrides, "train_pairs": len(train_pairs),
+        "heldout_pairs": len(heldout), "accuracy": round(correct / len(heldout), 4),
+        "ci95": [round(low, 4), round(high, 4)],
+        "chosen_longer": length["chosen_longer"], "chosen_shorter": length["chosen_shorter"],
+        "balanced_accuracy": round((length["chosen_longer"]["accuracy"] + length["chosen_shorter"]["accuracy"]) / 2, 4),
+        "model_agrees_longer": length["model_agrees_longer"], "humans_agree_longer": length["humans_agree_longer"],
+        "longer_wins": length["longer_wins"], "bias": length["bias"],
+        "per_source": {k: v["accuracy"] for k, v in summary["per_source"].items()},
+        "final_train_loss": result.metrics.get("loss/rm"), "steps": result.steps,
+        "train_cpu_seconds": round(train_cpu, 1), "train_wall_seconds": round(train_wall, 1),
+        "score_cpu_seconds": round(score_cpu, 1), "threads": args.threads,
+    }
+    Path(args.out).write_text(json.dumps(row))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objective", choices=sorted(PROJECTS), default="helpfulness")
+    parser.add_argument("--pairs", type=int, default=320, help="training pairs per variant (seeded sample)")
+    parser.add_argument("--heldout", type=int, default=0, help="score a seeded sample of this many held-out pairs (0: all)")
+    parser.add_argument("--max-length", type=int, default=192, help="tokens per side (the recipe: 384 / 512)")
+    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="run only these variants")
+    parser.add_argument("--jobs", type=int, default=2, help="variants run at once, each its own process")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per variant")
+    parser.add_argument("--worker", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    names = args.only or list(VARIANTS)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    runs = previous.get("runs", {})
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        data = data_write(args, folder)
+        print(json.dumps(data), flush=True)
+        key = f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
+        rows = runs.get(key, {}).get("variants", {})
+        pending, running = list(names), []
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                name = pending.pop(0)
+                out = folder / f"{name}.json"
+                command = [sys.executable, __file__, "--worker", name, "--data", str(folder), "--out", str(out),
+                           "--objective", args.objective, "--max-length", str(args.max_length),
+                           "--threads", str(args.threads)]
+                print(f"training {name} ...", flush=True)
+                running.append((name, out, subprocess.Popen(command)))
+            time.sleep(2)
+            for name, out, process in list(running):
+                if process.poll() is None:
+                    continue
+                running.remove((name, out, process))
+                if process.returncode or not out.exists():
+                    print(f"{name} failed (exit {process.returncode})", flush=True)
+                    continue
+                rows[name] = json.loads(out.read_text())
+                print(json.dumps(rows[name]), flush=True)
+                runs[key] = {**data, "variants": rows}
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps({
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, cpu",
+                    "command": "bench/rm_length.py " + " ".join(sys.argv[1:]),
+                    "runs": runs,
+                }, indent=2))
+    table(rows, data)
+
+
+def table(rows: dict, data: dict):
+    print(f"\n{data['objective']}: {data['train_pairs']} training pairs, {data['heldout_pairs']} held-out "
+          f"({', '.join(data['heldout_sources'])}), {data['max_length']} tokens per side")
+    print(f"{'variant':33} {'acc':>6} {'95% CI':>13} {'longer':>7} {'shorter':>8} {'balanced':>9} "
+          f"{'agrees longer':>14} {'train CPU s':>12}")
+    for row in rows.values():
+        print(f"{row['variant']:33} {row['accuracy']:6.3f} {row['ci95'][0]:6.3f}-{row['ci95'][1]:.3f} "
+              f"{row['chosen_longer']['accuracy']:7.3f} {row['chosen_shorter']['accuracy']:8.3f} "
+              f"{row['balanced_accuracy']:9.3f} {row['model_agrees_longer']:6.3f} / {row['humans_agree_longer']:.3f} "
+              f"{row['train_cpu_seconds']:12.0f}")
+    if rows:
+        any_row = next(iter(rows.values()))
+        print(f"longer-wins baseline {any_row['longer_wins']:.3f}; 'agrees longer': model / human labels, "
+              f"on pairs of unequal length")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
