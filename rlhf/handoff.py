@@ -7,6 +7,7 @@
     rl_handoff_start    queues the run for a default-queue worker (Job.Kind.RL_HANDOFF)
     rl_handoff_work     submits the command as a Ray job, follows it on the job row, stops it on
                         cancel, and imports the checkpoint it writes as a new policy version
+    rl_handoff_import_* the same import for a run started by hand from the printed command
 
 The argument names and the dataset keys are OpenRLHF 0.11.2's (openrlhf/cli/train_ppo_ray.py, its
 dotted `--group.name` flags; openrlhf/datasets/prompts_dataset.py reads `input_key` and
@@ -253,12 +254,38 @@ def external_policy_import(*, job, ray_job_id: str) -> PolicyVersion:
                             marker_name=MARKER_NAME,
                             marker={"name": config.name, "parent": parent.name, "engine": ENGINE, "ray_job_id": ray_job_id})
     elif not checkpoint_is_complete(dest):  # moved already by an attempt that died before the row
-        raise ValueError(f"Ray job {ray_job_id} succeeded but {source} holds no Hugging Face checkpoint "
-                         "(config.json and *.safetensors): did OpenRLHF save elsewhere?")
+        run = f"Ray job {ray_job_id} succeeded but " if ray_job_id else ""
+        raise ValueError(f"{run}{source} holds no Hugging Face checkpoint (config.json and *.safetensors): "
+                         "did OpenRLHF save elsewhere, or not finish?")
     return _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.EXTERNAL, parent=parent,
                           checkpoint=dest, config=config,
                           data={**params["data"], "ray_job_id": ray_job_id, "argv": params["argv"]},
                           metrics={"ray_job_id": ray_job_id, "engine": f"{ENGINE} {OPENRLHF_VERSION}"})
+
+
+def rl_handoff_plan_read(plan: Path | str) -> dict:
+    """The params rl_handoff_prepare wrote to handoff.json, for importing a run started by hand."""
+    try:
+        params = json.loads(Path(plan).read_text())
+        name = params["config"]["name"]
+        params["parent"], params["model_dir"], params["data"]  # noqa: B018 (the keys the import reads)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValidationError({"import_plan": f"{plan} is not a hand-off plan (handoff.json): {error}"}) from error
+    if PolicyVersion.objects.filter(name=name).exists():
+        raise ValidationError({"import_plan": f"a policy version named {name!r} exists already"})
+    return params
+
+
+def rl_handoff_import_work(job, on_progress):
+    version = external_policy_import(job=job, ray_job_id=job.params.get("ray_job_id", ""))
+    on_progress(1, 1, log_line=f"imported {job.params['model_dir']} as policy version {version.name}")
+    return {"policy_version_id": version.pk, "name": version.name}
+
+
+def rl_handoff_import_run(*, job_id, console=None):
+    from core.progress import work_with_console
+
+    return job_run(job_id=job_id, kind=Job.Kind.RL_HANDOFF, work=work_with_console(rl_handoff_import_work, console))
 
 
 def rl_handoff_run(*, job_id, console=None):

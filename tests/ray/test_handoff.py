@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -217,3 +218,21 @@ def test_a_failed_openrlhf_run_fails_the_command_naming_the_ray_job_and_its_last
     assert "ModuleNotFoundError: No module named" in message  # the run's own last log lines
     assert job.state == Job.State.FAILED and job.metrics["ray_job_id"] in message
     assert PolicyVersion.objects.count() == 1
+
+
+def test_a_run_started_by_hand_is_imported_from_its_plan(world, tmp_path):
+    params = handoff.rl_handoff_prepare(config=CONFIG, reward_url=REWARD_URL, output=str(tmp_path))
+    plan = str(tmp_path / handoff.PLAN_NAME)
+    with pytest.raises(CommandError, match="failed: ValueError: .*/model holds no Hugging Face checkpoint"):
+        call_command("rl_handoff", "--engine", "openrlhf", "--import-plan", plan)  # OpenRLHF has not saved yet
+    shutil.copytree(world.checkpoint_path, params["model_dir"], ignore=shutil.ignore_patterns("margin.json"))
+
+    call_command("rl_handoff", "--engine", "openrlhf", "--import-plan", plan)
+
+    version = PolicyVersion.objects.get(name=params["config"]["name"])
+    assert (version.kind, version.parent) == (PolicyVersion.Kind.EXTERNAL, world)
+    assert checkpoint_is_complete(version.checkpoint_path)
+    with pytest.raises(CommandError, match=f"--import-plan: a policy version named '{version.name}' exists"):
+        call_command("rl_handoff", "--engine", "openrlhf", "--import-plan", plan)
+    with pytest.raises(CommandError, match="--import-plan: .*nowhere.json is not a hand-off plan"):
+        call_command("rl_handoff", "--engine", "openrlhf", "--import-plan", str(tmp_path / "nowhere.json"))

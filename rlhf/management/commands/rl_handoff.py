@@ -27,9 +27,19 @@ class Command(BaseCommand):
         parser.add_argument("--output", default="", help="folder every node sees for the dataset, plan and OpenRLHF's "
                                                          "output (default: the model store's policies/<name>/openrlhf)")
         parser.add_argument("--queue", action="store_true", help="with --ray-address: follow the run on a worker, not here")
+        parser.add_argument("--import-plan", default="", metavar="HANDOFF_JSON",
+                            help="after running the printed command yourself: import its checkpoint as the new "
+                                 "policy version (the handoff.json this command wrote)")
         config_arguments_add(parser, handoff.OpenRLHFConfig)
 
-    def handle(self, *args, engine, ray_address, reward_url, output, queue, **options):
+    def handle(self, *args, engine, ray_address, reward_url, output, queue, import_plan, **options):
+        if import_plan:
+            try:
+                params = handoff.rl_handoff_plan_read(import_plan)
+            except ValidationError as bad:
+                raise CommandError(_with_flags(validation_message(bad))) from bad
+            job_run_here(self, kind=Job.Kind.RL_HANDOFF, params=params, run=handoff.rl_handoff_import_run)
+            return
         if queue and not ray_address:
             raise CommandError("--queue: a worker submits the run to a Ray cluster; give --ray-address too")
         config = config_from_options(options, handoff.OpenRLHFConfig)
