@@ -165,6 +165,7 @@ def main():
     if args.worker:
         return worker(args)
     sides = [s for s in args.sides.split(",") if s]
+    load_before = os.getloadavg()[0]  # 2 shared cores: other work on the machine moves pairs/s a lot
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = prepare(args, tmp)
@@ -183,6 +184,7 @@ def main():
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                    + (torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"),
         "model": "SmolLM2-135M-Instruct (full fine-tune)",
+        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "settings": {"beta": 0.1, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
                      "max_length": args.max_length, "epochs": 1, "loss": "sigmoid"},
         "results": list(results.values()),
