@@ -40,3 +40,19 @@ def tiny_policy(db, tiny_model_path):
     from rlhf.models import PolicyVersion
 
     return PolicyVersion.objects.create(name="tiny", checkpoint_path=str(tiny_model_path))
+
+
+@pytest.fixture
+def policy_world(tiny_policy, tiny_reward_model_path):
+    """A tiny policy, two tiny reward models (tiny-helpful, tiny-safety), a helpfulness and a
+    safety project with prompts: what the policy jobs and the OpenRLHF hand-off start from."""
+    from rewardmodel.models import RewardModel
+    from tests.factories import DialogueFactory, ProjectFactory, SafetyProjectFactory
+
+    for name, objective in (("tiny-helpful", "helpfulness"), ("tiny-safety", "safety")):
+        RewardModel.objects.create(name=name, objective=objective, base_model="tiny",
+                                   checkpoint_path=str(tiny_reward_model_path))
+    helpful, safety = ProjectFactory(name="helpful"), SafetyProjectFactory(name="safety")
+    for n in range(12):
+        DialogueFactory(project=helpful if n % 3 else safety)
+    return tiny_policy

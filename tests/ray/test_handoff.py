@@ -17,11 +17,9 @@ from margin.jobs import job_cancel_request
 from margin.models import Job
 from modelruntime.modelstore import checkpoint_is_complete, load_policy
 from modelruntime.raylaunch import ray_client
-from rewardmodel.models import RewardModel
 from rlhf import handoff
 from rlhf.models import PolicyVersion
 from rlhf.reward_server import SAFETY_LABEL
-from tests.factories import DialogueFactory, ProjectFactory, SafetyProjectFactory
 from tests.ray.conftest import free_port
 from tests.ray.openrlhf_source import ppo_ray_args, prompt_dataset
 from tests.real_services import wait_until
@@ -32,16 +30,9 @@ REWARD_URL = "http://margin-rm:5000/get_reward"
 
 
 @pytest.fixture
-def world(settings, tmp_path, tiny_policy, tiny_reward_model_path):
-    """A tiny policy, two tiny reward models, a helpfulness and a safety project with prompts."""
+def world(settings, tmp_path, policy_world):
     settings.MARGIN_MODEL_STORE = tmp_path / "models"
-    for name, objective in (("tiny-helpful", "helpfulness"), ("tiny-safety", "safety")):
-        RewardModel.objects.create(name=name, objective=objective, base_model="tiny",
-                                   checkpoint_path=str(tiny_reward_model_path))
-    helpful, safety = ProjectFactory(name="helpful"), SafetyProjectFactory(name="safety")
-    for n in range(12):
-        DialogueFactory(project=helpful if n % 3 else safety)
-    return tiny_policy
+    return policy_world
 
 
 def openrlhf_args(params):

@@ -5,12 +5,11 @@ sends two versions' answers to annotators; bad configs are refused before anythi
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotation.models import Comparison
+from annotation.models import Comparison, Project
 from margin.models import Job
-from rewardmodel.models import RewardModel
 from rlhf import jobs, work
 from rlhf.models import PolicyVersion
-from tests.factories import BatchFactory, DialogueFactory, ProjectFactory, SafetyProjectFactory
+from tests.factories import BatchFactory
 
 RS = {"policy": "tiny", "helpfulness_rm": "tiny-helpful", "k": 2, "max_new_tokens": 4, "batch_size": 4,
       "micro_batch_size": 2, "max_length": 256, "epochs": 1.0, "max_prompts": 4, "learning_rate": 1e-3}
@@ -24,16 +23,9 @@ def _model_store(settings, tmp_path):
 
 
 @pytest.fixture
-def world(tiny_policy, tiny_reward_model_path):
-    """A tiny policy, two tiny reward models, a helpfulness and a safety project with prompts."""
-    for name, objective in (("tiny-helpful", "helpfulness"), ("tiny-safety", "safety")):
-        RewardModel.objects.create(name=name, objective=objective, base_model="tiny",
-                                   checkpoint_path=str(tiny_reward_model_path))
-    helpful, safety = ProjectFactory(name="helpful"), SafetyProjectFactory(name="safety")
-    for n in range(12):
-        DialogueFactory(project=helpful if n % 3 else safety)
-    BatchFactory(project=helpful)
-    return tiny_policy
+def world(policy_world):
+    BatchFactory(project=Project.objects.get(name="helpful"))
+    return policy_world
 
 
 def run(job, run_fn):
