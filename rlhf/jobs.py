@@ -61,24 +61,36 @@ def _reward_models_check(config):
                 raise ValidationError({field: str(bad)}) from bad
 
 
-def _version_name_reserve(config):
-    """The new version's name, fixed at start so a retried job writes the same version."""
-    queued = Job.objects.filter(
-        kind__in=[Job.Kind.REJECTION_SAMPLE, Job.Kind.PPO, Job.Kind.RL_HANDOFF],
-        state__in=[Job.State.QUEUED, Job.State.RUNNING],
-    )
+# Jobs that make a policy version, and the prefix of its default name (Llama 2's RLHF-V1, V2, ...
+# for rejection sampling, PPO and a hand-off; SFT-, DPO-, GAtt- for the fine-tunes).
+NAME_PREFIX = {Job.Kind.REJECTION_SAMPLE: "RLHF", Job.Kind.PPO: "RLHF", Job.Kind.RL_HANDOFF: "RLHF",
+               Job.Kind.SFT: "SFT", Job.Kind.DPO: "DPO", Job.Kind.DPO_ITERATIVE: "DPO", Job.Kind.GATT: "GAtt"}
+
+
+def _version_name_reserve(config, kind=Job.Kind.PPO):
+    """The new version's name, fixed at start so a retried job writes the same version; iterative
+    DPO's rounds add `-R<round>` to it, so those names count as taken too."""
+    queued = Job.objects.filter(kind__in=list(NAME_PREFIX), state__in=[Job.State.QUEUED, Job.State.RUNNING])
     taken = set(PolicyVersion.objects.values_list("name", flat=True))
     taken |= {job.params.get("config", {}).get("name") for job in queued}
+
+    def used(name):
+        return name in taken or any(other and other.startswith(f"{name}-R") for other in taken)
+
     if config.name:
         if not VERSION_NAME.match(config.name):
             raise ValidationError({"name": f"{config.name!r} is not a usable name: letters, digits, '.', '_' or '-'"})
-        if config.name in taken:
+        if used(config.name):
             raise ValidationError({"name": f"a policy version named {config.name!r} exists or is being made"})
         return config.name
-    number = 1 + PolicyVersion.objects.exclude(kind__in=[PolicyVersion.Kind.BASE, PolicyVersion.Kind.SFT]).count()
-    while f"RLHF-V{number}" in taken:
+    prefix = NAME_PREFIX[kind]
+    number = 1
+    if prefix == "RLHF":  # the paper's rounds: one more than the RLHF versions so far
+        rlhf_kinds = [PolicyVersion.Kind.REJECTION_SAMPLING, PolicyVersion.Kind.PPO, PolicyVersion.Kind.EXTERNAL]
+        number += PolicyVersion.objects.filter(kind__in=rlhf_kinds).count()
+    while used(f"{prefix}-V{number}"):
         number += 1
-    return f"RLHF-V{number}"
+    return f"{prefix}-V{number}"
 
 
 def _prompts_check(config, split="train"):
@@ -190,35 +202,12 @@ def samples_publish_start(*, config: dict, created_by=None) -> Job:
 
 # --- SFT from demonstrations, DPO (offline, iterative), Ghost Attention (issue 20) -----------------
 
-TUNING_KINDS = {Job.Kind.SFT: "SFT", Job.Kind.DPO: "DPO", Job.Kind.DPO_ITERATIVE: "DPO", Job.Kind.GATT: "GAtt"}
-
-
-def _tuned_name_reserve(config, kind):
-    """The new version's name (`SFT-V<n>`, `DPO-V<n>`, `GAtt-V<n>` by default), fixed at start so
-    a retried job writes the same version; iterative DPO's rounds add `-R<round>` to it."""
-    queued = Job.objects.filter(kind__in=list(TUNING_KINDS) + [Job.Kind.REJECTION_SAMPLE, Job.Kind.PPO],
-                                state__in=[Job.State.QUEUED, Job.State.RUNNING])
-    taken = set(PolicyVersion.objects.values_list("name", flat=True))
-    taken |= {job.params.get("config", {}).get("name") for job in queued}
-    if config.name:
-        if not VERSION_NAME.match(config.name):
-            raise ValidationError({"name": f"{config.name!r} is not a usable name: letters, digits, '.', '_' or '-'"})
-        if config.name in taken or any(name and name.startswith(f"{config.name}-R") for name in taken):
-            raise ValidationError({"name": f"a policy version named {config.name!r} exists or is being made"})
-        return config.name
-    prefix = TUNING_KINDS[kind]
-    number = 1
-    while f"{prefix}-V{number}" in taken or any(n and n.startswith(f"{prefix}-V{number}-R") for n in taken):
-        number += 1
-    return f"{prefix}-V{number}"
-
-
 def _tuning_params(config_class, config, kind):
     cfg = _config_validate(config_class, config)
     _policy_check(cfg.policy, "policy")
     _weights_check(cfg.policy)
     _project_check(cfg.project)
-    return cfg, {"config": {**config, "name": _tuned_name_reserve(cfg, kind)}}
+    return cfg, {"config": {**config, "name": _version_name_reserve(cfg, kind)}}
 
 
 def sft_params(config: dict) -> dict:

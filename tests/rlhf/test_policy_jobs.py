@@ -122,3 +122,16 @@ def test_publishing_sends_two_versions_answers_to_the_open_batch_once(world):
         assert comparison.response_b.sampling["temperature"] == 1.0
     again = run(jobs.samples_publish_start(config={**config, "max_prompts": 32}), work.samples_publish_run)
     assert again.result["comparisons"] == 5  # the 8 helpful prompts, none of the 3 twice
+
+
+def test_default_names_number_each_family_of_versions_on_its_own(world):
+    # A DPO or SFT version is not an RLHF round: the next PPO job is still RLHF-V1, and the next
+    # DPO job skips the name a queued DPO job already holds.
+    PolicyVersion.objects.create(name="DPO-V1", kind=PolicyVersion.Kind.DPO, checkpoint_path="/x", parent=world)
+    PolicyVersion.objects.create(name="SFT-V1", kind=PolicyVersion.Kind.SFT, checkpoint_path="/y", parent=world)
+    assert jobs.ppo_start(config=PPO).params["config"]["name"] == "RLHF-V1"
+    assert jobs.rejection_sample_start(config=RS).params["config"]["name"] == "RLHF-V2"  # V1 is being made
+    Job.objects.create(kind=Job.Kind.DPO, params={"config": {"name": "DPO-V2"}})
+    from rlhf.config import DPOJobConfig
+
+    assert jobs._version_name_reserve(DPOJobConfig(), Job.Kind.DPO) == "DPO-V3"
