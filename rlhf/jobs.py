@@ -204,10 +204,19 @@ def samples_publish_start(*, config: dict, created_by=None) -> Job:
 
 def _tuning_params(config_class, config, kind):
     cfg = _config_validate(config_class, config)
-    _policy_check(cfg.policy, "policy")
-    _weights_check(cfg.policy)
-    _project_check(cfg.project)
-    return cfg, {"config": {**config, "name": _version_name_reserve(cfg, kind)}}
+    problems = _Problems()
+    if problems.check(_policy_check, cfg.policy, "policy"):
+        problems.check(_weights_check, cfg.policy)
+    problems.check(_project_check, cfg.project)
+    if cfg.lora_rank and getattr(cfg, "distributed", False):
+        # The torchrun ranks fine-tune every weight of a plain checkpoint (rlhf/sft.py); an adapter
+        # would be lost on the way there and back.
+        problems.errors["processes"] = ["LoRA fine-tuning runs in one process: set processes and nodes to 1, "
+                                        "or lora_rank to 0"]
+    name = {}
+    problems.check(lambda: name.setdefault("name", _version_name_reserve(cfg, kind)))
+    problems.raise_any()
+    return cfg, {"config": {**config, "name": name["name"]}}
 
 
 def sft_params(config: dict) -> dict:

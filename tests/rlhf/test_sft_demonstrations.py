@@ -77,6 +77,7 @@ def test_sft_with_lora_adds_an_imported_file_and_changes_the_weights(demonstrati
     ({**SMALL, "preset": "gpu"}, "preset", "preset must be one of auto, paper, cpu"),
     ({**SMALL, "policy": "nope"}, "policy", "no policy version named 'nope'"),
     ({**SMALL, "name": "bad name!"}, "name", "not a usable name"),
+    ({**SMALL, "lora_rank": 4, "processes": 2}, "processes", "LoRA fine-tuning runs in one process"),
 ])
 def test_bad_sft_config_is_refused_naming_the_field(demonstrations, config, field, words):
     ProjectFactory(name="empty")
