@@ -37,7 +37,7 @@ from modelruntime.checkpoint import (
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rlhf.config import DPOConfig
 from rlhf.sft import IGNORE, sft_example
-from rlhf.sft import _pad as pad_rows  # right-padded ids, mask, labels: SFT's own batching
+from rlhf.sft import pad_examples as pad_rows  # right-padded ids, mask, labels: SFT's own batching
 
 
 @dataclass

@@ -65,7 +65,8 @@ def sft_loss(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, in
     return loss, int((shifted_labels != IGNORE).sum())
 
 
-def _pad(examples, pad_id, device):
+def pad_examples(examples, pad_id, device):
+    """(input_ids, attention_mask, labels) of (ids, labels) examples, right-padded to the longest."""
     width = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -119,7 +120,7 @@ def sft_train(
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro_batch, weight in _rank_micro_batches(batch, config.micro_batch_size):
-            input_ids, mask, labels = _pad(micro_batch, tokenizer.pad_token_id, model.device)
+            input_ids, mask, labels = pad_examples(micro_batch, tokenizer.pad_token_id, model.device)
             loss, _ = sft_loss(model, input_ids, mask, labels)
             # Mean over the step's response tokens (all ranks'); FSDP2 averages over ranks, so x world.
             (loss * weight / max(tokens, 1) * distributed.gradient_scale()).backward()

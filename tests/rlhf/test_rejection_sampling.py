@@ -18,7 +18,7 @@ from rlhf.rejection_sampling import (
     reward_vs_k,
     winners_load,
 )
-from rlhf.sft import IGNORE, _pad, sft_example, sft_loss, sft_train
+from rlhf.sft import IGNORE, pad_examples, sft_example, sft_loss, sft_train
 
 PROMPTS = [[{"role": "user", "content": text}] for text in ("Hi", "What is a reward model?", "Name a colour.")]
 
@@ -94,9 +94,9 @@ def test_prompt_tokens_carry_no_loss(tiny_lm):
     other_prompt = sft_example(tokenizer, [{"role": "user", "content": "Completely different words"}], "Hello!", 512)
 
     with torch.no_grad():
-        loss, tokens = sft_loss(model, *_pad([example], tokenizer.pad_token_id, model.device))
+        loss, tokens = sft_loss(model, *pad_examples([example], tokenizer.pad_token_id, model.device))
         # Same response, same count of labelled tokens; padding or a longer prompt adds none.
-        padded = _pad([example, other_prompt], tokenizer.pad_token_id, model.device)
+        padded = pad_examples([example, other_prompt], tokenizer.pad_token_id, model.device)
         _, both = sft_loss(model, *padded)
 
     assert tokens == sum(label != IGNORE for label in example[1][1:])
@@ -110,7 +110,7 @@ def test_sft_makes_the_kept_responses_more_likely(tiny_model_dir):
 
     def loss():
         with torch.no_grad():
-            total, tokens = sft_loss(model, *_pad(examples, tokenizer.pad_token_id, model.device))
+            total, tokens = sft_loss(model, *pad_examples(examples, tokenizer.pad_token_id, model.device))
         return total.item() / tokens
 
     before = loss()
