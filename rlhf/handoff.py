@@ -68,6 +68,8 @@ class OpenRLHFConfig(PPOConfig):
 
     def check(self):
         super().check()
+        if self.processes != 1 or self.rdzv_endpoint:  # PPOConfig's torchrun fields: Margin's own trainer only
+            raise ConfigError("processes", "OpenRLHF places its own processes: give nodes and gpus_per_node instead")
         if self.lora_rank and self.lora_alpha != int(self.lora_alpha):
             raise ConfigError("lora_alpha", f"OpenRLHF takes a whole number, not {self.lora_alpha}")
 

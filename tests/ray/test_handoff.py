@@ -108,6 +108,7 @@ def test_the_command_prints_the_reward_server_and_openrlhf_commands(world, tmp_p
     (["--reward-url", "margin-rm:5000"], "--reward-url: 'margin-rm:5000' is not an http(s) URL"),
     (["--ray-address", "UNREACHABLE"], "--ray-address: no Ray cluster answers at http://127.0.0.1:"),
     (["--kl-beta", "-1"], "--kl-beta:"),
+    (["--processes", "2"], "--processes: OpenRLHF places its own processes"),
     (["--engine", "trl"], "invalid choice: 'trl'"),
 ])
 def test_bad_input_is_refused_naming_the_flag(world, tmp_path, flags, message):
