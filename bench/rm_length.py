@@ -47,7 +47,11 @@ VARIANTS = {
     "recipe": {},
     "balanced": {"length_balanced_batches": True},
     "decorrelate": {"length_decorrelation_weight": 1.0},
+    "decorrelate_0.3": {"length_decorrelation_weight": 0.3},
     "balanced_decorrelate": {"length_balanced_batches": True, "length_decorrelation_weight": 1.0},
+    # Not a config option: the training sample itself drawn half chosen-longer, half chosen-shorter
+    # (the surplus of chosen-longer pairs left out), the same number of pairs as the others.
+    "balanced_data": {},
     "all_layers": {"train_layers": 0},
     "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
                                         "length_decorrelation_weight": 1.0},
@@ -76,19 +80,23 @@ def data_write(args, folder: Path) -> dict:
 
     django.setup()
     from annotation.models import Project
-    from rewardmodel.data import pairs_for_projects, split
+    from rewardmodel.data import chosen_is_longer, pairs_for_projects, split
 
     config = recipe_config(args.objective, args.max_length, {})
     project = Project.objects.filter(name=PROJECTS[args.objective]).first()
     if project is None:
         sys.exit(f"No project {PROJECTS[args.objective]!r}: run `scripts/reward-models import` first.")
     pairs, _ = pairs_for_projects([project], objective=args.objective, min_judgments=config.min_judgments)
-    train_pairs, heldout = split(pairs, config.heldout_fraction)
+    train_split, heldout = split(pairs, config.heldout_fraction)
     rng = random.Random(0)
-    train_pairs = rng.sample(train_pairs, min(args.pairs, len(train_pairs)))
+    train_pairs = rng.sample(train_split, min(args.pairs, len(train_split)))
     if args.heldout:
         heldout = rng.sample(heldout, min(args.heldout, len(heldout)))
     (folder / "train.json").write_text(json.dumps([p.to_dict() for p in train_pairs]))
+    kinds = {kind: [p for p in train_split if chosen_is_longer(p) is kind] for kind in (True, False)}
+    half = min(args.pairs // 2, *map(len, kinds.values()))
+    balanced = [p for kind in (True, False) for p in random.Random(1).sample(kinds[kind], half)]
+    (folder / "train-balanced_data.json").write_text(json.dumps([p.to_dict() for p in balanced]))
     (folder / "heldout.json").write_text(json.dumps([p.to_dict() for p in heldout]))
     sources = sorted({p.source.split(":")[0] for p in heldout})
     return {"objective": args.objective, "project": PROJECTS[args.objective], "all_pairs": len(pairs),
@@ -109,7 +117,9 @@ def worker(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     folder = Path(args.data)
-    train_pairs = [TrainingPair(**p) for p in json.loads((folder / "train.json").read_text())]
+    train_file = folder / f"train-{args.worker}.json"
+    train_file = train_file if train_file.exists() else folder / "train.json"
+    train_pairs = [TrainingPair(**p) for p in json.loads(train_file.read_text())]
     heldout = [TrainingPair(**p) for p in json.loads((folder / "heldout.json").read_text())]
     overrides = VARIANTS[args.worker]
     config = recipe_config(args.objective, args.max_length, overrides)
@@ -138,6 +148,8 @@ def worker(args):
         "final_train_loss": result.metrics.get("loss/rm"), "steps": result.steps,
         "train_cpu_seconds": round(train_cpu, 1), "train_wall_seconds": round(train_wall, 1),
         "score_cpu_seconds": round(score_cpu, 1), "threads": args.threads,
+        # per held-out pair, 1 where the model ranks it right: variants compared pair by pair
+        "correct": "".join("1" if c > r else "0" for c, r in scores),
     }
     Path(args.out).write_text(json.dumps(row))
 
@@ -187,11 +199,15 @@ def main():
                     continue
                 rows[name] = json.loads(out.read_text())
                 print(json.dumps(rows[name]), flush=True)
-                runs[key] = {**data, "variants": rows}
+                # another invocation may have written rows of its own meanwhile: keep them
+                latest = json.loads(RESULTS.read_text()).get("runs", {}) if RESULTS.exists() else {}
+                commands = [*latest.get(key, {}).get("commands", []), "bench/rm_length.py " + " ".join(sys.argv[1:])]
+                runs = {**latest, key: {**data, "commands": sorted(set(commands)),
+                                        "variants": {**latest.get(key, {}).get("variants", {}), **rows}}}
+                rows = runs[key]["variants"]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps({
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, cpu",
-                    "command": "bench/rm_length.py " + " ".join(sys.argv[1:]),
                     "runs": runs,
                 }, indent=2))
     table(rows, data)
@@ -201,12 +217,16 @@ def table(rows: dict, data: dict):
     print(f"\n{data['objective']}: {data['train_pairs']} training pairs, {data['heldout_pairs']} held-out "
           f"({', '.join(data['heldout_sources'])}), {data['max_length']} tokens per side")
     print(f"{'variant':33} {'acc':>6} {'95% CI':>13} {'longer':>7} {'shorter':>8} {'balanced':>9} "
-          f"{'agrees longer':>14} {'train CPU s':>12}")
+          f"{'agrees longer':>14} {'train CPU s':>12} {'vs recipe':>10}")
+    recipe = rows.get("recipe", {}).get("correct", "")
     for row in rows.values():
+        # pairs only this variant gets right / only the recipe gets right (same held-out pairs)
+        gained = sum(a == "1" and b == "0" for a, b in zip(row["correct"], recipe))
+        lost = sum(a == "0" and b == "1" for a, b in zip(row["correct"], recipe))
         print(f"{row['variant']:33} {row['accuracy']:6.3f} {row['ci95'][0]:6.3f}-{row['ci95'][1]:.3f} "
               f"{row['chosen_longer']['accuracy']:7.3f} {row['chosen_shorter']['accuracy']:8.3f} "
               f"{row['balanced_accuracy']:9.3f} {row['model_agrees_longer']:6.3f} / {row['humans_agree_longer']:.3f} "
-              f"{row['train_cpu_seconds']:12.0f}")
+              f"{row['train_cpu_seconds']:12.0f} {f'+{gained} -{lost}' if recipe else '':>10}")
     if rows:
         any_row = next(iter(rows.values()))
         print(f"longer-wins baseline {any_row['longer_wins']:.3f}; 'agrees longer': model / human labels, "
