@@ -24,7 +24,7 @@ from annotation.models import (
 from margin.models import Job
 from margin.roles import ROLES
 from rewardmodel.models import RewardModel, RewardModelEvaluation
-from rlhf.models import PolicyVersion
+from rlhf.models import PolicyVersion, SafetyPrompt
 from tests.factories import (
     BatchFactory,
     ComparisonFactory,
@@ -127,6 +127,7 @@ per role of margin/roles.py, named after it, and no_role, staff with no role. On
                                          label=evil("evaluation"), pairs=4, accuracy=0.5)
     policy = PolicyVersion.objects.create(name=evil("policy"), checkpoint_path=str(tmp_path / "none"),
                                           notes=evil("policy-notes"))
+    SafetyPrompt.objects.create(text=evil("safety-prompt"), category=evil("risk-category"), source=evil("source"))
     Group.objects.create(name=evil("group"))
     axes_row = dict(user_agent=evil("agent"), ip_address="10.0.0.9", username=evil("attempt"),
                     http_accept="text/html", path_info="/accounts/login/")

@@ -39,6 +39,9 @@ def staff_pages(world):
         (reverse("dataio:export"), ["project"]),
         (reverse("dataio:import"), ["project"]),
         (reverse("admin:annotation_judgment_change", args=[world["judgment"].pk]), ["rationale"]),
+        (reverse("dashboard:reward_model", args=[world["reward_model"].pk]), ["rm"]),
+        (reverse("dashboard:guardrails"), []),
+        (reverse("admin:rlhf_safetyprompt_changelist"), ["safety-prompt", "risk-category"]),
     ]
 
 

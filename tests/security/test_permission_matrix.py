@@ -211,7 +211,13 @@ def matrix(world):
             staff_only("post", d("annotator_update", world["sleeper"].pk), ok=422, needs=MANAGE_PROJECTS),
         ],
         "dashboard/leaderboard/": [staff_only("get", d("leaderboard"))],
+        "dashboard/guardrails/": [staff_only("get", d("guardrails"))],
         "dashboard/models/": [staff_only("get", d("models"))],
+        "dashboard/models/reward/<int:reward_model_id>/": [
+            staff_only("get", d("reward_model", world["reward_model"].pk)),
+            staff_only("post", d("reward_model", world["reward_model"].pk), ok=422, needs=RUN_JOBS,
+                       data={"gate": "high"}),
+        ],
         "dashboard/policies/<int:version_id>/backend/": [
             staff_only("get", d("policy_backend", world["policy"].pk), needs=RUN_JOBS),
             staff_only("post", d("policy_backend", world["policy"].pk), ok=422, needs=RUN_JOBS),
