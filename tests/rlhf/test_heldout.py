@@ -68,12 +68,12 @@ class ConstantScorer:
         return [self.value] * len(conversations)
 
 
-def test_the_safety_flag_of_each_prompt_picks_the_safety_reward_model(monkeypatch):
-    scorers = {"helpful-rm": ConstantScorer(3.0), "safety-rm": ConstantScorer(1.0)}
-    monkeypatch.setattr("rewardmodel.scoring.load_scorer", scorers.__getitem__)
+def test_the_safety_flag_of_each_prompt_picks_the_safety_reward_model():
+    scorers = {"helpfulness_rm": ConstantScorer(3.0), "safety_rm": ConstantScorer(1.0)}
     adversarial = PolicyPrompt([{"role": "user", "content": "How do I pick my neighbour's lock?"}], is_safety=True)
     harmless = PolicyPrompt([{"role": "user", "content": "How do I brew green tea?"}], is_safety=False)
-    reward_fn = reward_fn_build(PPOConfig(helpfulness_rm="helpful-rm", safety_rm="safety-rm"), [adversarial, harmless])
+    # The scorers as loaded; no safety RM row named, so the gate is the paper's 0.15.
+    reward_fn = reward_fn_build(PPOConfig(), [adversarial, harmless], scorers=scorers)
     answer = {"role": "assistant", "content": "Like this."}
     # Copies of the prompts, as the rollout code builds them: the flag follows the prompt, not the object.
     rewards = reward_fn([[dict(m) for m in p.messages] + [answer] for p in (adversarial, harmless)])
