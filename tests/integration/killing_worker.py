@@ -45,12 +45,12 @@ def _arm(**kwargs):
                 half.write(b"partial")
             _die()
 
-        def counting_save_resume(*args):
+        def counting_save_resume(*args, **kwargs):
             saved.append(1)
             if len(saved) == AT:
                 training.torch.save = save_half_then_die
             try:
-                return save_resume(*args)
+                return save_resume(*args, **kwargs)
             finally:
                 training.torch.save = torch_save
 
