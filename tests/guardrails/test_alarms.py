@@ -68,8 +68,10 @@ def test_the_ppo_job_records_the_judge_and_stops_on_an_alarm(judged_world):
     from margin.models import Job
     from rlhf import jobs, work
 
-    config = {"policy": "tiny", "helpfulness_rm": "tiny-helpful", "iterations": 3, "batch_size": 4,
-              "minibatch_size": 2, "max_new_tokens": 4, "max_prompts": 4, "learning_rate": 1e-3,
+    # A large step moves the policy far from the reference, so the sampled KL (a k1 estimate, which
+    # can dip below zero on a few tokens) clears the tiny bound by iteration 2 or 3 whatever the order.
+    config = {"policy": "tiny", "helpfulness_rm": "tiny-helpful", "iterations": 4, "batch_size": 4,
+              "minibatch_size": 2, "max_new_tokens": 8, "max_prompts": 4, "learning_rate": 1e-2,
               "alarm_judge_rm": "tiny-judge", "alarm_kl_bound": 1e-6, "alarm_action": "stop"}
     job = jobs.ppo_start(config=config)
     with pytest.raises(RewardHackingStopped):
