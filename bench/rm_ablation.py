@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -30,6 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "margin.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{REPO / 'var' / 'reward-models.sqlite3'}")
 os.environ.setdefault("MARGIN_MODEL_STORE", str(REPO / "var" / "models"))
+
+from core.intervals import wilson_interval  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rm_ablation.json"
 RECIPE = REPO / "rewardmodel" / "recipes" / "helpfulness-cpu.json"
@@ -47,12 +48,6 @@ VARIANTS = {
     "lr_3e-4": {"learning_rate": 3e-4},
     "top_1_layer": {"train_layers": 1},
 }
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    centre = (correct + z * z / 2) / (n + z * z)
-    half = z * math.sqrt(correct * (n - correct) / n + z * z / 4) / (n + z * z)
-    return centre - half, centre + half
 
 
 def tulu_pairs(config):
@@ -89,7 +84,7 @@ def run_variant(name, overrides, args, base_path):
         scores = score_pairs(model, tokenizer, heldout, config.max_length)
     summary = report(heldout, scores)
     correct = sum(c > r for c, r in scores)
-    low, high = wilson(correct, len(heldout))
+    low, high = wilson_interval(correct, len(heldout))
     return {
         "variant": name,
         "overrides": overrides,

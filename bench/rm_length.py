@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -37,6 +36,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "margin.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{REPO / 'var' / 'reward-models.sqlite3'}")
 os.environ.setdefault("MARGIN_MODEL_STORE", str(REPO / "var" / "models"))
+
+from core.intervals import wilson_interval  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rm_length.json"
 PROJECTS = {"helpfulness": "Open helpfulness", "safety": "HH harmless"}
@@ -56,12 +57,6 @@ VARIANTS = {
     "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
                                         "length_decorrelation_weight": 1.0},
 }
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    centre = (correct + z * z / 2) / (n + z * z)
-    half = z * math.sqrt(correct * (n - correct) / n + z * z / 4) / (n + z * z)
-    return centre - half, centre + half
 
 
 def recipe_config(objective: str, max_length: int, overrides: dict):
@@ -134,7 +129,7 @@ def worker(args):
         score_cpu = time.process_time() - cpu
     summary = report(heldout, scores)
     correct = sum(c > r for c, r in scores)
-    low, high = wilson(correct, len(heldout))
+    low, high = wilson_interval(correct, len(heldout))
     length = summary["length"]
     row = {
         "variant": args.worker, "overrides": overrides, "train_pairs": len(train_pairs),

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlhf.safety_eval import violation_rates, wilson_interval
+from core.intervals import wilson_interval
+from rlhf.safety_eval import violation_rates
 
 
 def test_wilson_interval_by_hand():

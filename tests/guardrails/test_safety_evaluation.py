@@ -10,10 +10,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotation.models import Comparison
+from core.intervals import wilson_interval
 from margin.models import Job
 from rewardmodel.models import RewardModel
 from rlhf.models import SafetyPrompt
-from rlhf.safety_eval import wilson_interval
 from tests.factories import BatchFactory, JudgmentFactory, SafetyProjectFactory, StaffFactory, UserFactory
 
 HH_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "hh-rlhf-harmless" / "harmless-base.dev.jsonl.gz"
