@@ -80,6 +80,22 @@ def spec_write(workdir: Path | str, *, spec: dict, data) -> list[str]:
     return ["--spec", str(workdir / SPEC_NAME)]
 
 
+def spec_run(config, *, spec: dict, data, workdir: Path | str, on_progress=None, on_event=None,
+             cancel_requested: Callable[[], bool] = lambda: False, max_restarts: int = 1) -> dict:
+    """Run a trainer's spec as `config.processes` x `config.nodes` ranks (the DistributedConfig of
+    modelruntime/config.py): spec_write, then distributed_run. Rank 0's step events go to
+    `on_progress(step, total, metrics)`, or every event to `on_event` when given."""
+    if on_event is None:
+        def on_event(event):
+            if "step" in event and on_progress:
+                on_progress(event["step"], event["total"], event["metrics"])
+
+    entry_args = spec_write(workdir, spec=spec, data=data)
+    return distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
+                           rdzv_endpoint=config.rdzv_endpoint, workdir=Path(workdir), on_event=on_event,
+                           cancel_requested=cancel_requested, max_restarts=max_restarts)
+
+
 def torchrun_command(*, entry_args: list[str], nproc: int, events_path: Path, nnodes: int = 1,
                      rdzv_endpoint: str = "") -> list[str]:
     """The torchrun argv (through this interpreter, so the venv's torch runs every rank)."""

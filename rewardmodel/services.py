@@ -155,11 +155,11 @@ def distributed_job_run(job, *, config, spec: dict, data, workdir: Path, on_prog
     """Run a job's training as `config.processes` torchrun processes (modelruntime/launch.py):
     rank 0's progress goes to the job row, cancel stops every rank. Returns the trainer's result.
 
-    RM training, and SFT and PPO in rlhf/work.py, all go through here.
+    RM training's; SFT and PPO (rlhf/sft.py, rlhf/ppo.py) call modelruntime/launch.py's spec_run
+    themselves, their job's cancel arriving through on_progress.
     """
-    from modelruntime.launch import DATA_NAME, RunCancelled, distributed_run, spec_write
+    from modelruntime.launch import DATA_NAME, RunCancelled, spec_run
 
-    entry_args = spec_write(workdir, spec=spec, data=data)
     last = {"step": 0, "total": 1}
 
     def on_event(event):
@@ -180,9 +180,8 @@ def distributed_job_run(job, *, config, spec: dict, data, workdir: Path, on_prog
 
     on_progress(0, 1, log_line=f"starting {config.processes} processes x {config.nodes} node(s) under torchrun")
     try:
-        result = distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
-                                 rdzv_endpoint=config.rdzv_endpoint, workdir=workdir, on_event=on_event,
-                                 cancel_requested=cancel_requested, max_restarts=DISTRIBUTED_RESTARTS)
+        result = spec_run(config, spec=spec, data=data, workdir=workdir, on_event=on_event,
+                          cancel_requested=cancel_requested, max_restarts=DISTRIBUTED_RESTARTS)
     except RunCancelled as cancelled:
         raise JobCancelled(f"Job {job.pk} was cancelled.") from cancelled
     (workdir / DATA_NAME).unlink(missing_ok=True)  # the job's data is in the database; the log stays

@@ -461,12 +461,13 @@ def reward_fn_from_spec(reward_spec: dict, device=None) -> RewardFn:
         load_scorer(reward_spec["helpfulness_rm"], device) if reward_spec.get("helpfulness_rm") else None,
         load_scorer(reward_spec["safety_rm"], device) if reward_spec.get("safety_rm") else None,
         is_safety=lambda conversation: prompt_key(conversation) in safety_keys,
+        gate=reward_spec.get("gate"),  # the safety RM's gate set by staff, else the paper's 0.15
     )
 
 
 def _ppo_under_torchrun(config, policy_path, prompts, reward_spec, out_dir, on_progress, metadata) -> PPOResult:
     """Run this PPO as `config.processes` torchrun ranks; what on_progress raises stops them all."""
-    from modelruntime.launch import distributed_run, spec_write
+    from modelruntime.launch import spec_run
 
     if reward_spec is None:
         raise ConfigError("processes", "PPO on several processes needs reward-model paths (reward_spec), "
@@ -477,15 +478,7 @@ def _ppo_under_torchrun(config, policy_path, prompts, reward_spec, out_dir, on_p
     workdir = out_dir / "distributed"
     spec = {"kind": "ppo", "config": config.to_dict(), "output_dir": str(out_dir), "base_path": str(policy_path),
             "metadata": metadata or {}, "reward": reward_spec}
-    entry_args = spec_write(workdir, spec=spec, data=prompts)
-
-    def on_event(event):
-        if "step" in event and on_progress:
-            on_progress(event["step"], event["total"], event["metrics"])
-
-    result = distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
-                             rdzv_endpoint=config.rdzv_endpoint, workdir=workdir, on_event=on_event,
-                             cancel_requested=lambda: False, max_restarts=1)
+    result = spec_run(config, spec=spec, data=prompts, workdir=workdir, on_progress=on_progress)
     return PPOResult(checkpoint=Path(result["checkpoint"]), iterations=result["iterations"],
                      resumed_from=result["resumed_from"], stopped_early=result["stopped_early"])
 

@@ -194,7 +194,7 @@ def _sft_under_torchrun(model, tokenizer, pairs, config: SFTConfig, on_progress,
     """
     import tempfile
 
-    from modelruntime.launch import distributed_run, spec_write
+    from modelruntime.launch import spec_run
     from modelruntime.modelstore import checkpoint_is_complete, save_checkpoint
 
     if resume_dir is None:
@@ -206,15 +206,8 @@ def _sft_under_torchrun(model, tokenizer, pairs, config: SFTConfig, on_progress,
         save_checkpoint(model, tokenizer, start, {"kind": "sft-start"})
     spec = {"kind": "sft", "config": config.to_dict(), "output_dir": str(workdir / "model"),
             "base_path": str(start), "resume_dir": str(resume_dir), "seed": seed, "metadata": {}}
-    entry_args = spec_write(workdir, spec=spec, data=[[prompt, response] for prompt, response in pairs])
-
-    def on_event(event):
-        if "step" in event and on_progress:
-            on_progress(event["step"], event["total"], event["metrics"])
-
-    result = distributed_run(entry_args=entry_args, nproc=config.processes, nnodes=config.nodes,
-                             rdzv_endpoint=config.rdzv_endpoint, workdir=workdir, on_event=on_event,
-                             cancel_requested=lambda: False, max_restarts=1)
+    result = spec_run(config, spec=spec, data=[[prompt, response] for prompt, response in pairs], workdir=workdir,
+                      on_progress=on_progress)
     from safetensors.torch import load_file
 
     trained = load_file(Path(result.pop("checkpoint")) / "model.safetensors")

@@ -161,11 +161,12 @@ def _best_of_k_watch(config, job, parent, prompts, on_progress):
 
 def ppo_reward_spec(config, prompts) -> dict:
     """What PPO's torchrun ranks rebuild the reward from (rlhf/ppo.py reward_fn_from_spec): the
-    reward models' checkpoint paths and which prompts are safety prompts."""
+    reward models' checkpoint paths, the safety gate and which prompts are safety prompts."""
     from rewardmodel.scoring import resolve_checkpoint
 
     return {"helpfulness_rm": str(resolve_checkpoint(config.helpfulness_rm)) if config.helpfulness_rm else "",
             "safety_rm": str(resolve_checkpoint(config.safety_rm)) if config.safety_rm else "",
+            "gate": safety_gate_for(config.safety_rm),
             "safety_keys": [prompt.key for prompt in prompts if prompt.is_safety]}
 
 

@@ -57,4 +57,4 @@ def test_a_ppo_job_hands_the_ranks_reward_model_paths_and_safety_prompts(db, tin
                                checkpoint_path=str(tiny_reward_model_path))
     prompts = [SimpleNamespace(key="a", is_safety=False), SimpleNamespace(key="b", is_safety=True)]
     spec = ppo_reward_spec(config(helpfulness_rm="tiny-helpful", processes=2), prompts)
-    assert spec == {"helpfulness_rm": str(tiny_reward_model_path), "safety_rm": "", "safety_keys": ["b"]}
+    assert spec == {"helpfulness_rm": str(tiny_reward_model_path), "safety_rm": "", "gate": None, "safety_keys": ["b"]}
