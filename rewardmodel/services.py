@@ -35,15 +35,20 @@ def config_validate(values: dict) -> RewardModelConfig:
 def reward_model_train_start(*, project, name, config: dict, created_by=None, enqueue=True) -> Job:
     """Validate, then create a training job and send it to the gpu queue (or leave it for the
     caller to run in-process: `enqueue=False`); nothing is created on bad input."""
+    # Every problem at once, each under its field (issue 16), not one per submit.
+    errors = {}
     if not NAME_PATTERN.match(name or ""):
-        raise ValidationError(
-            {"name": f"{name!r} is not a usable name: letters, digits, '.', '_' or '-', up to 100"}
-        )
-    if RewardModel.objects.filter(name=name).exists():
-        raise ValidationError({"name": f"a reward model named {name!r} already exists"})
-    config_validate(config)
+        errors["name"] = [f"{name!r} is not a usable name: letters, digits, '.', '_' or '-', up to 100"]
+    elif RewardModel.objects.filter(name=name).exists():
+        errors["name"] = [f"a reward model named {name!r} already exists"]
     if not project.batches.filter(comparisons__judgments__isnull=False).exists():
-        raise ValidationError({"project": f"project {project.name!r} has no judged comparisons yet"})
+        errors["project"] = [f"project {project.name!r} has no judged comparisons yet"]
+    try:
+        config_validate(config)
+    except ValidationError as bad:
+        errors.update(bad.message_dict)
+    if errors:
+        raise ValidationError(errors)
     params = {"project_id": project.pk, "name": name, "config": config}
     if not enqueue:
         return Job.objects.create(kind=Job.Kind.TRAIN_REWARD_MODEL, params=params, created_by=created_by)

@@ -296,3 +296,17 @@ def test_service_checks_report_every_problem_in_one_submit(staff_client, crafted
     assert "project 'Empty' has no training prompts" in _field_errors(html, "project")[0]
     assert "give a helpfulness or a safety reward model" in _field_errors(html, "helpfulness_rm")[0]
     assert not Job.objects.exists()
+
+
+def test_reward_model_launch_reports_a_taken_name_and_an_unjudged_project_together(staff_client, db):
+    from rewardmodel.models import RewardModel
+    from tests.factories import ProjectFactory
+
+    RewardModel.objects.create(name="rm-1", objective="helpfulness")
+    project = ProjectFactory(name="Unjudged")
+    response = staff_client.post(RM, {"project": project.pk, "name": "rm-1"})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert _field_errors(html, "name") == ["a reward model named 'rm-1' already exists"]
+    assert _field_errors(html, "project") == ["project 'Unjudged' has no judged comparisons yet"]
+    assert not Job.objects.exists()
