@@ -102,7 +102,10 @@ def test_a_model_the_server_does_not_serve_fails_the_pair_naming_what_it_serves(
     assert not Comparison.objects.exists()
 
 
-def test_a_server_slower_than_the_timeout_is_named(served):
+def test_a_server_slower_than_the_timeout_is_named(served, db):
+    # `db` though it stores nothing: pytest-django runs database tests before the ones with a live
+    # worker (transactional) and tests without a database last, so without it this test ran after
+    # the one that kills the server and paid a second 2-minute start.
     backend = OpenAIBackend(base_url=served.base_url, served_model=served.name, timeout_seconds=1, retries=1,
                             backoff_seconds=0.1)
     long_answer = SamplingConfig(temperature=1.0, max_new_tokens=1500, seed=0)
