@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from core.intervals import wilson_interval
 from modelruntime.allocator import keep_freed_memory
 from modelruntime.checkpoint import (
     RESUME_DIR,
@@ -37,7 +38,6 @@ from modelruntime.checkpoint import (
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from rlhf.config import DPOConfig
 from rlhf.sft import IGNORE, sft_example
-from rlhf.sft import pad_examples as pad_rows  # right-padded ids, mask, labels: SFT's own batching
 
 
 @dataclass
@@ -82,42 +82,93 @@ def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejecte
     return loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach()
 
 
-def response_logprobs(model, input_ids, attention_mask, labels) -> torch.Tensor:
-    """Summed log-prob of each row's labelled (response) tokens: (B,).
-
-    The output layer and the softmax run only where a response token is predicted: for a
-    135M model the 49k-word output layer is a fifth of the work, and prompts are half the tokens.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
-    hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                use_cache=False).last_hidden_state  # (B, T, H)
-    targets = labels[:, 1:]  # (B, T-1) position t predicts token t + 1
-    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)  # (N,), (N,) every response token
-    logits = base.get_output_embeddings()(hidden[rows, cols]).float()  # (N, V)
-    token_logprobs = torch.log_softmax(logits, -1).gather(-1, targets[rows, cols].unsqueeze(-1)).squeeze(-1)  # (N,)
-    summed = torch.zeros(len(input_ids), dtype=token_logprobs.dtype, device=token_logprobs.device)
-    return summed.index_add(0, rows, token_logprobs)  # (B,)
-
-
 # --- data ----------------------------------------------------------------------------------------
 
 
 def pair_examples(tokenizer, pairs: list[PreferencePair], max_length: int):
-    """Each pair as two (input_ids, labels) rows: chosen, rejected (sft_example's truncation)."""
-    return [(sft_example(tokenizer, p.context, p.chosen, max_length),
-             sft_example(tokenizer, p.context, p.rejected, max_length)) for p in pairs]
+    """Each pair as two (input_ids, labels) rows: chosen, rejected (sft_example's truncation).
+    A pair keeps one prompt: the side with the longer response cuts the prompt's oldest tokens,
+    and the other side cuts the same, so both see the same context and share its tokens."""
+    examples = []
+    for p in pairs:
+        chosen = sft_example(tokenizer, p.context, p.chosen, max_length)
+        rejected = sft_example(tokenizer, p.context, p.rejected, max_length)
+        keep = min(_prompt_length(chosen[1]), _prompt_length(rejected[1]))
+        examples.append(tuple(_prompt_cut(ids, labels, keep) for ids, labels in (chosen, rejected)))
+    return examples
+
+
+def _prompt_length(labels) -> int:
+    return next((i for i, label in enumerate(labels) if label != IGNORE), len(labels))
+
+
+def _prompt_cut(ids, labels, keep):
+    cut = _prompt_length(labels) - keep
+    return ids[cut:], labels[cut:]
+
+
+def pair_rows(chunk, pad_id, device):
+    """A micro-batch of pairs as one row each: the shared prompt once, then the chosen, then the
+    rejected response (prefix sharing, Wang et al. 2024, "Accelerating Direct Preference
+    Optimization with Prefix Sharing"). Each response attends to the prompt and to itself only,
+    and takes the positions it would have alone, so its log-probs are those of its own sequence,
+    while the prompt, most of an HH dialogue's tokens, runs once instead of twice.
+
+    Returns input_ids (B, T), position_ids (B, T), a boolean attention mask (B, 1, T, T) (True:
+    may attend), and the (row, source position, target token, side) of every response token.
+    """
+    rows, positions, segments, picks = [], [], [], []
+    for b, ((chosen_ids, chosen_labels), (rejected_ids, rejected_labels)) in enumerate(chunk):
+        shared = 0  # the common prefix, up to the first labelled token of either side
+        limit = min(_prompt_length(chosen_labels), _prompt_length(rejected_labels))
+        while shared < limit and chosen_ids[shared] == rejected_ids[shared]:
+            shared += 1
+        row, position, segment = chosen_ids[:shared], list(range(shared)), [0] * shared
+        for side, (ids, labels) in enumerate(((chosen_ids, chosen_labels), (rejected_ids, rejected_labels))):
+            start = len(row)
+            for k in range(shared, len(ids)):
+                if labels[k] != IGNORE and k > 0:  # token k is predicted from token k - 1
+                    source = start + (k - shared) - 1 if k > shared else shared - 1
+                    picks.append((b, source, labels[k], side))
+            row = row + ids[shared:]
+            position += list(range(shared, len(ids)))
+            segment += [side + 1] * (len(ids) - shared)
+        rows.append(row), positions.append(position), segments.append(segment)
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), 3, dtype=torch.long)  # 3: padding, attends to itself
+    for b, (row, position, seg) in enumerate(zip(rows, positions, segments)):
+        input_ids[b, : len(row)] = torch.tensor(row)
+        position_ids[b, : len(row)] = torch.tensor(position)
+        segment[b, : len(row)] = torch.tensor(seg)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()  # (T, T)
+    same = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])  # (B, T query, T key)
+    mask = (causal & same).unsqueeze(1)  # (B, 1, T, T)
+    picks = torch.tensor(picks, dtype=torch.long).reshape(-1, 4)  # (N, 4)
+    return input_ids.to(device), position_ids.to(device), mask.to(device), picks.to(device)
+
+
+def pair_logprobs(model, chunk, pad_id) -> torch.Tensor:
+    """(b, 2) summed response log-probs [chosen, rejected] of a micro-batch of pairs, in one
+    forward pass over pair_rows; the output layer runs only where a response token is predicted
+    (for a 135M model the 49k-word output layer is a fifth of the work)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
+    input_ids, position_ids, mask, picks = pair_rows(chunk, pad_id, model.device)
+    hidden = base.get_decoder()(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
+                                use_cache=False).last_hidden_state  # (B, T, H)
+    rows, sources, targets, sides = picks.unbind(1)  # (N,) each
+    logits = base.get_output_embeddings()(hidden[rows, sources]).float()  # (N, V)
+    token_logprobs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+    summed = torch.zeros(len(chunk) * 2, dtype=token_logprobs.dtype, device=token_logprobs.device)
+    return summed.index_add(0, rows * 2 + sides, token_logprobs).view(len(chunk), 2)  # (b, 2)
 
 
 def pairs_logprobs(model, examples, pad_id, micro_batch_size: int) -> torch.Tensor:
     """(N, 2) summed response log-probs [chosen, rejected], without gradients."""
-    out = []
     with torch.no_grad():
-        for start in range(0, len(examples), micro_batch_size):
-            chunk = examples[start : start + micro_batch_size]
-            # Chosen and rejected rows in one forward: 2 x micro_batch_size sequences.
-            rows = [c for c, _ in chunk] + [r for _, r in chunk]
-            logps = response_logprobs(model, *pad_rows(rows, pad_id, model.device)).cpu()  # (2b,)
-            out.append(torch.stack([logps[: len(chunk)], logps[len(chunk) :]], 1))  # (b, 2)
+        out = [pair_logprobs(model, examples[start : start + micro_batch_size], pad_id).cpu()
+               for start in range(0, len(examples), micro_batch_size)]
     return torch.cat(out) if out else torch.zeros(0, 2)
 
 
@@ -125,12 +176,14 @@ def implicit_reward_accuracy(policy_logps: torch.Tensor, reference_logps: torch.
     """Share of pairs whose implicit reward ranks the chosen above the rejected; a tie counts
     half (a coin would break it), so the untrained policy scores exactly chance, 0.5."""
     if not len(policy_logps):
-        return {"dpo/accuracy": None, "dpo/reward_margin": None, "pairs": 0}
+        return {"dpo/accuracy": None, "dpo/reward_margin": None, "pairs": 0, "ci95": None}
     rewards = beta * (policy_logps - reference_logps)  # (N, 2)
     margin = rewards[:, 0] - rewards[:, 1]
     right = (margin > 0).float() + 0.5 * (margin == 0).float()
+    # The interval says whether "above chance" is more than noise on this many pairs.
+    low, high = wilson_interval(right.sum().item(), len(margin))
     return {"dpo/accuracy": right.mean().item(), "dpo/reward_margin": margin.mean().item(),
-            "pairs": len(margin)}
+            "pairs": len(margin), "ci95": [round(low, 4), round(high, 4)]}
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -199,11 +252,10 @@ def dpo_train(
         total, right = 0.0, 0.0  # a tie counts half, as in implicit_reward_accuracy
         for start in range(0, len(rows), config.micro_batch_size):
             chunk = rows[start : start + config.micro_batch_size]
-            batch = [examples[i][0] for i in chunk] + [examples[i][1] for i in chunk]
-            logps = response_logprobs(model, *pad_rows(batch, pad_id, model.device))  # (2b,)
+            logps = pair_logprobs(model, [examples[i] for i in chunk], pad_id)  # (b, 2)
             ref = reference[chunk].to(logps.device)  # (b, 2)
             loss, chosen_reward, rejected_reward = dpo_loss(
-                logps[: len(chunk)], logps[len(chunk) :], ref[:, 0], ref[:, 1], beta=config.beta,
+                logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], beta=config.beta,
                 loss_type=config.loss_type, margin=margins[chunk].to(logps.device), margin_scale=config.margin_scale,
             )
             (loss.sum() / len(rows)).backward()  # the mean over the step's pairs

@@ -111,8 +111,9 @@ def dpo_work(job, on_progress):
     version = _version_store(job=job, name=config.name, kind=PolicyVersion.Kind.DPO, parent=parent,
                              checkpoint=result.checkpoint, config=config, data=data, metrics=metrics)
     on_progress(result.steps, result.steps, metrics={"heldout_after": result.heldout_after})
-    return {"policy_version_id": version.pk, "name": version.name, "heldout_accuracy":
-            result.heldout_after["dpo/accuracy"]}
+    return {"policy_version_id": version.pk, "name": version.name, "pairs": len(train),
+            "heldout_pairs": len(heldout), "heldout_accuracy": result.heldout_after["dpo/accuracy"],
+            "heldout_ci95": result.heldout_after["ci95"], "heldout_reward_margin": result.heldout_after["dpo/reward_margin"]}
 
 
 def dpo_iterative_work(job, on_progress):

@@ -13,7 +13,7 @@ from margin.models import Job
 from modelruntime.modelstore import load_policy
 from rlhf import finetune_work, jobs
 from rlhf.config import DPOConfig
-from rlhf.dpo import PreferencePair, dpo_loss, dpo_train, pair_examples, response_logprobs
+from rlhf.dpo import PreferencePair, dpo_loss, dpo_train, pair_examples, pair_logprobs
 from rlhf.models import PolicyVersion
 from rlhf.sft import IGNORE
 from tests.factories import ComparisonFactory, JudgmentFactory, ProjectFactory
@@ -46,18 +46,30 @@ def test_the_three_losses_equal_the_papers_formulas_by_hand():
         dpo_loss(*args, beta=0.1, loss_type="kto")
 
 
-def test_response_logprobs_sum_only_the_answer_tokens(tiny_lm):
-    model, tokenizer = tiny_lm
-    (chosen, _), = pair_examples(tokenizer, PAIRS[:1], max_length=64)
-    ids, labels = chosen
-    answer = [i for i, label in enumerate(labels) if label != IGNORE]
-    assert answer and answer[-1] == len(ids) - 1 and answer == list(range(answer[0], len(ids)))
+def _alone(model, ids, labels) -> float:
+    """Summed log-prob of one sequence's labelled tokens, by hand from its own full forward pass."""
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-        by_hand = sum(torch.log_softmax(logits[t - 1], -1)[ids[t]].item() for t in answer)
-        got = response_logprobs(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
-                                torch.tensor([labels]))
-    assert got.item() == pytest.approx(by_hand, rel=1e-4)
+    return sum(torch.log_softmax(logits[t - 1], -1)[ids[t]].item() for t, label in enumerate(labels)
+               if label != IGNORE and t > 0)
+
+
+def test_pair_logprobs_with_the_shared_prompt_equal_each_response_alone(tiny_lm):
+    model, tokenizer = tiny_lm
+    long_prompt = [{"role": "user", "content": "Tell me about the sea. " * 12}]
+    pairs = PAIRS + [
+        PreferencePair(long_prompt, "The sea is big.", "The sea is " + "very " * 30 + "small."),  # cut to 64
+        PreferencePair(PAIRS[0].context, "Yes, sure.", "Yes, sure, whatever you say."),  # same first words
+    ]
+    examples = pair_examples(tokenizer, pairs, max_length=64)
+    (chosen, rejected) = examples[3]
+    assert len(rejected[0]) == 64 and chosen[0][:10] == rejected[0][:10]  # one prompt, cut once for both
+    answer = [i for i, label in enumerate(examples[0][0][1]) if label != IGNORE]
+    assert answer and answer[-1] == len(examples[0][0][0]) - 1  # the answer and its end-of-turn token
+    with torch.no_grad():
+        packed = pair_logprobs(model, examples, tokenizer.pad_token_id)  # (5, 2), one padded batch
+    by_hand = torch.tensor([[_alone(model, *chosen), _alone(model, *rejected)] for chosen, rejected in examples])
+    assert torch.allclose(packed, by_hand, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("lora_rank, loss_type", [(0, "sigmoid"), (4, "margin"), (0, "ipo")])
