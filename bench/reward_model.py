@@ -70,11 +70,11 @@ def optimiser_settings(args):
 
 
 def run_ours(args, data, out_dir):
+    from modelruntime.packing import pack
     from rewardmodel import training
     from rewardmodel.config import RewardModelConfig
     from rewardmodel.data import TrainingPair
     from rewardmodel.modeling import load_for_scoring
-    from rewardmodel.packing import pack
 
     config = RewardModelConfig(
         learning_rate=1e-5, batch_size=args.batch_size, gradient_accumulation_steps=1,

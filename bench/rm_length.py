@@ -54,6 +54,7 @@ VARIANTS = {
     # (the surplus of chosen-longer pairs left out), the same number of pairs as the others.
     "balanced_data": {},
     "all_layers": {"train_layers": 0},
+    "all_layers_decorrelate": {"train_layers": 0, "length_decorrelation_weight": 1.0},
     "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
                                         "length_decorrelation_weight": 1.0},
 }

@@ -70,7 +70,7 @@ def decoder_layers(model) -> list[torch.nn.Module]:
 
 def model_shard(model):
     """FSDP2: each decoder layer its own unit; then the decoder (embeddings, final norm) and each
-    head, so callers may run `model.model(...)` and `model.score(...)` apart (rewardmodel/packing.py
+    head, so callers may run `model.model(...)` and `model.score(...)` apart (modelruntime/packing.py
     does); the root last. A head tied to the embeddings stays with them on the root, and such a
     model must be called through its root forward."""
     from torch.distributed.fsdp import fully_shard

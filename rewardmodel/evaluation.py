@@ -14,8 +14,8 @@ from collections import defaultdict
 import torch
 
 from core.vocabulary import SAFETY_BINS, SAFETY_LABELS_OF_BIN, STRENGTHS
+from modelruntime.packing import packed_batch, packed_scores
 from rewardmodel.data import TrainingPair
-from rewardmodel.packing import packed_batch, packed_scores
 
 # Score-gap buckets of the calibration table: |r_a - r_b|.
 GAP_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)

@@ -34,11 +34,11 @@ from modelruntime.checkpoint import (
     trainable_weights_restore,
 )
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
+from modelruntime.packing import PackedPair, pack, packed_batch, packed_scores
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair, chosen_is_longer, length_balanced_batches
 from rewardmodel.loss import length_decorrelation_penalty, margin_ranking_loss, safety_auxiliary_loss
 from rewardmodel.modeling import encode, load_for_training
-from rewardmodel.packing import PackedPair, pack, packed_batch, packed_scores
 
 FINAL_DIR = "model"
 # Length grouping sorts pairs within windows of this many micro-batches: batches of similar

@@ -36,6 +36,7 @@ from modelruntime.checkpoint import (
     trainable_weights_restore,
 )
 from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
+from modelruntime.packing import PackedPair, packed_batch
 from rlhf.config import DPOConfig
 from rlhf.sft import IGNORE, sft_example
 
@@ -107,57 +108,41 @@ def _prompt_cut(ids, labels, keep):
     return ids[cut:], labels[cut:]
 
 
-def pair_rows(chunk, pad_id, device):
-    """A micro-batch of pairs as one row each: the shared prompt once, then the chosen, then the
-    rejected response (prefix sharing, Wang et al. 2024, "Accelerating Direct Preference
-    Optimization with Prefix Sharing"). Each response attends to the prompt and to itself only,
-    and takes the positions it would have alone, so its log-probs are those of its own sequence,
-    while the prompt, most of an HH dialogue's tokens, runs once instead of twice.
-
-    Returns input_ids (B, T), position_ids (B, T), a boolean attention mask (B, 1, T, T) (True:
-    may attend), and the (row, source position, target token, side) of every response token.
-    """
-    rows, positions, segments, picks = [], [], [], []
-    for b, ((chosen_ids, chosen_labels), (rejected_ids, rejected_labels)) in enumerate(chunk):
-        shared = 0  # the common prefix, up to the first labelled token of either side
-        limit = min(_prompt_length(chosen_labels), _prompt_length(rejected_labels))
-        while shared < limit and chosen_ids[shared] == rejected_ids[shared]:
-            shared += 1
-        row, position, segment = chosen_ids[:shared], list(range(shared)), [0] * shared
-        for side, (ids, labels) in enumerate(((chosen_ids, chosen_labels), (rejected_ids, rejected_labels))):
-            start = len(row)
-            for k in range(shared, len(ids)):
-                if labels[k] != IGNORE and k > 0:  # token k is predicted from token k - 1
-                    source = start + (k - shared) - 1 if k > shared else shared - 1
-                    picks.append((b, source, labels[k], side))
-            row = row + ids[shared:]
-            position += list(range(shared, len(ids)))
-            segment += [side + 1] * (len(ids) - shared)
-        rows.append(row), positions.append(position), segments.append(segment)
-    width = max(map(len, rows))
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    segment = torch.full((len(rows), width), 3, dtype=torch.long)  # 3: padding, attends to itself
-    for b, (row, position, seg) in enumerate(zip(rows, positions, segments)):
-        input_ids[b, : len(row)] = torch.tensor(row)
-        position_ids[b, : len(row)] = torch.tensor(position)
-        segment[b, : len(row)] = torch.tensor(seg)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()  # (T, T)
-    same = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])  # (B, T query, T key)
-    mask = (causal & same).unsqueeze(1)  # (B, 1, T, T)
-    picks = torch.tensor(picks, dtype=torch.long).reshape(-1, 4)  # (N, 4)
-    return input_ids.to(device), position_ids.to(device), mask.to(device), picks.to(device)
+def pair_packed(chosen, rejected) -> tuple[PackedPair, list[tuple[int, int, int]]]:
+    """One pair of (ids, labels) rows as one packed row (modelruntime/packing.py, as the reward
+    models score: the shared prompt once, each response masked to the prompt and itself, at the
+    positions it would have alone; prefix sharing, Wang et al. 2024), and the (source position,
+    target token, side) of each response token: the prompt, most of an HH dialogue's tokens,
+    runs once instead of twice."""
+    chosen_ids, chosen_labels = chosen
+    rejected_ids, rejected_labels = rejected
+    shared = 0  # the common prefix, up to the first labelled token of either side
+    limit = min(_prompt_length(chosen_labels), _prompt_length(rejected_labels))
+    while shared < limit and chosen_ids[shared] == rejected_ids[shared]:
+        shared += 1
+    picks, start = [], shared
+    for side, (ids, labels) in enumerate((chosen, rejected)):
+        for k in range(max(shared, 1), len(ids)):  # token k is predicted from token k - 1
+            if labels[k] != IGNORE:
+                picks.append((start + (k - shared) - 1 if k > shared else shared - 1, labels[k], side))
+        start += len(ids) - shared
+    packed = PackedPair(chosen_ids + rejected_ids[shared:], shared, len(chosen_ids) - shared,
+                        len(rejected_ids) - shared)
+    return packed, picks
 
 
 def pair_logprobs(model, chunk, pad_id) -> torch.Tensor:
     """(b, 2) summed response log-probs [chosen, rejected] of a micro-batch of pairs, in one
-    forward pass over pair_rows; the output layer runs only where a response token is predicted
+    forward pass over their packed rows; the output layer runs only where a response token is predicted
     (for a 135M model the 49k-word output layer is a fifth of the work)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
-    input_ids, position_ids, mask, picks = pair_rows(chunk, pad_id, model.device)
+    packed, picks = zip(*(pair_packed(chosen, rejected) for chosen, rejected in chunk))
+    input_ids, mask, position_ids, _, _ = packed_batch(list(packed), pad_id, model.device)
     hidden = base.get_decoder()(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                 use_cache=False).last_hidden_state  # (B, T, H)
-    rows, sources, targets, sides = picks.unbind(1)  # (N,) each
+    rows, sources, targets, sides = torch.tensor(
+        [(row, *pick) for row, row_picks in enumerate(picks) for pick in row_picks], device=model.device
+    ).reshape(-1, 4).unbind(1)  # (N,) each
     logits = base.get_output_embeddings()(hidden[rows, sources]).float()  # (N, V)
     token_logprobs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N,)
     summed = torch.zeros(len(chunk) * 2, dtype=token_logprobs.dtype, device=token_logprobs.device)

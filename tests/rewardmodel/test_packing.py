@@ -2,8 +2,8 @@
 
 import torch
 
+from modelruntime.packing import pack, packed_batch, packed_scores
 from rewardmodel.modeling import encode, load_for_scoring, pad_batch, scores
-from rewardmodel.packing import pack, packed_batch, packed_scores
 
 CONTEXT = [
     {"role": "user", "content": "Tell me about tea in a few words."},
