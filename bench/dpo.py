@@ -9,7 +9,8 @@ beta 0.1, AdamW with TRL's defaults (betas 0.9 / 0.999, eps 1e-8, no weight deca
 learning rate, clipping 1.0, batch --batch-size pairs, one epoch. Pairs longer than --max-length
 tokens are left out for both. TRL runs as it comes (gradient checkpointing on, a reference
 model copy run on every step) and without checkpointing; ours computes the reference log-probs
-once before the first step. Held-out preference accuracy is measured the same way for every
+once before the first step and runs each pair as one packed row, its prompt once
+(modelruntime/packing.py). Held-out preference accuracy is measured the same way for every
 side (rlhf/dpo.py's implicit reward, chosen above rejected, on our tokenisation; a tie counts
 half). Each side runs in its own process, so peak memory is its own. Prints a table and writes
 bench/results/dpo.json.
