@@ -82,6 +82,7 @@ def test_dpo_steps_raise_the_chosen_implicit_reward_above_the_rejected(tiny_mode
 
     assert result.heldout_before["dpo/accuracy"] == 0.5  # untrained: every implicit reward is 0
     assert result.heldout_after["dpo/accuracy"] == 1.0 and result.heldout_after["dpo/reward_margin"] > 0
+    assert result.heldout_after["ci95"] == [0.4385, 1.0]  # Wilson on 3 of 3: too few pairs to rule out chance
     assert result.losses[-1] < result.losses[0]
     assert "lora" not in " ".join(trained.state_dict())  # the adapter is merged into a plain model
     changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, before[k])]
@@ -137,6 +138,8 @@ def test_dpo_job_trains_on_judged_comparisons_into_a_dpo_version(judged):
     assert version.parent == judged and version.job == job and version.config["loss_type"] == "sigmoid"
     assert version.data["pairs"] + version.data["heldout_pairs"] == 10 and version.data["heldout_pairs"] > 0
     assert version.metrics["heldout_before"]["dpo/accuracy"] == 0.5
+    low, high = job.result["heldout_ci95"]  # what train_dpo prints, to judge "above chance"
+    assert job.result["heldout_pairs"] == version.data["heldout_pairs"] and low <= job.result["heldout_accuracy"] <= high
     steps = math.ceil(version.data["pairs"] / 4)  # batch_size 4, one epoch
     assert f"step {steps}/{steps}: loss/dpo=" in job.log and job.progress_step == job.progress_total == steps
 
