@@ -3,7 +3,8 @@ reward r(x, y) = beta * (log pi(y|x) - log ref(y|x)) pushed up on the chosen and
 rejected response (Rafailov et al. 2023; Llama 3 replaced PPO with it). No Django here.
 
 Reads top to bottom: tokenise each pair (rlhf/sft.py's example: chat template, labels on the
-response only) -> reference log-probs once, before any step (the policy before training *is*
+response only; one prompt cut for both sides) -> each pair one packed row, its prompt run once
+(modelruntime/packing.py) -> reference log-probs once, before any step (the policy before training *is*
 the reference, so no second model is kept; with LoRA the reference is the base with the adapter
 switched off) -> steps over shuffled pairs -> held-out implicit-reward accuracy -> checkpoint.
 Resumable: a state every `checkpoint_every` steps (modelruntime/checkpoint.py), the reference
@@ -133,8 +134,8 @@ def pair_packed(chosen, rejected) -> tuple[PackedPair, list[tuple[int, int, int]
 
 def pair_logprobs(model, chunk, pad_id) -> torch.Tensor:
     """(b, 2) summed response log-probs [chosen, rejected] of a micro-batch of pairs, in one
-    forward pass over their packed rows; the output layer runs only where a response token is predicted
-    (for a 135M model the 49k-word output layer is a fifth of the work)."""
+    forward pass over their packed rows; the output layer runs only where a response token is
+    predicted (for a 135M model the 49k-word output layer is a fifth of the work)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
     packed, picks = zip(*(pair_packed(chosen, rejected) for chosen, rejected in chunk))
     input_ids, mask, position_ids, _, _ = packed_batch(list(packed), pad_id, model.device)
