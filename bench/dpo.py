@@ -159,6 +159,7 @@ def main():
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=5e-6)
     parser.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of " + ", ".join(SIDES))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON report goes")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -195,8 +196,8 @@ def main():
             if side in results:
                 report[f"throughput_ratio_vs_{side}"] = round(
                     results["ours"]["pairs_per_second"] / results[side]["pairs_per_second"], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'side':<22}{'pairs/s':>9}{'steps':>7}{'peak RSS MiB':>14}{'held-out acc':>14}")
     for row in report["results"]:
         print(f"{row['implementation']:<22}{row['pairs_per_second']:>9}{row['steps']:>7}{row['peak_rss_mib']:>14}"
