@@ -8,9 +8,10 @@ Data (issue 21): the "Open helpfulness" project (Auto-J, PandaLM, Tulu), split b
 one held-out rule (core/heldout.py, 15 % as the recipe), so the held-out part mixes the three
 sources. Every variant trains SmolLM2-135M-Instruct on the same seeded sample of --pairs training
 pairs (no HH mix, --max-length tokens per side; issue 21 allows 30 CPU-minutes of training per
-variant, which train_cpu_seconds shows) and is scored on the same held-out pairs. Per variant: overall accuracy (95 % Wilson interval), accuracy where the chosen response is
-the longer / the shorter one (rewardmodel/evaluation.py's length_baselines), how often it sides with
-the longer response against how often the human labels do, and the CPU-seconds of its training
+variant, which train_cpu_seconds shows) and is scored on the same held-out pairs. Per variant:
+overall accuracy (95 % Wilson interval), accuracy where the chosen response is the longer / the
+shorter one (rewardmodel/evaluation.py's length_baselines), how often it sides with the longer
+response against how often the human labels do, and the CPU-seconds of its training
 (time.process_time of its own process, which the other jobs sharing the cores do not inflate).
 `--objective safety` does the same on "HH harmless" with the safety recipe.
 Prints a table and writes bench/results/rm_length.json (rows of earlier runs are kept).
