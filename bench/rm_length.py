@@ -146,6 +146,8 @@ def worker(args):
         "score_cpu_seconds": round(score_cpu, 1), "threads": args.threads,
         # per held-out pair, 1 where the model ranks it right: variants compared pair by pair
         "correct": "".join("1" if c > r else "0" for c, r in scores),
+        # per held-out pair, chosen minus rejected score: ensembles of variants computed afterwards
+        "margins": [round(c - r, 4) for c, r in scores],
     }
     Path(args.out).write_text(json.dumps(row))
 

@@ -59,6 +59,25 @@ class AnnotatorForm(forms.Form):
     reason = forms.CharField(required=False, max_length=300)
 
 
+class SafetyGateForm(forms.Form):
+    """A safety RM's PPO gate: a score, or reset to the paper's 0.15. The bounds are the service's
+    (dashboard.services.reward_model_gate_set), so the command line and the page refuse alike."""
+    gate = forms.CharField(required=False, max_length=40)
+    reset = forms.BooleanField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("reset"):
+            data["gate"] = None
+            return data
+        raw = (data.get("gate") or "").strip()
+        try:
+            data["gate"] = float(raw)
+        except ValueError:
+            self.add_error("gate", f"{raw!r} is not a number" if raw else "enter a score between 0 and 1, or reset")
+        return data
+
+
 class AdjudicationForm(forms.Form):
     choice = forms.ChoiceField(
         choices=[("a", "Response A"), ("b", "Response B")], widget=forms.RadioSelect,

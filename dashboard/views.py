@@ -400,20 +400,18 @@ def reward_model(request, reward_model_id):
 
     from rewardmodel.models import RewardModel
 
-    get_object_or_404(RewardModel, pk=reward_model_id)
-    error, status = "", 200
-    if request.method == "POST":
+    reward_model = get_object_or_404(RewardModel, pk=reward_model_id)
+    form = forms.SafetyGateForm(request.POST if request.method == "POST" else None)
+    if form.is_bound:
         if not request.user.has_perm(RUN_JOBS):
             raise PermissionDenied
-        raw = request.POST.get("gate", "").strip()
-        try:
-            gate = None if request.POST.get("reset") else float(raw)
-            services.reward_model_gate_set(reward_model=RewardModel.objects.get(pk=reward_model_id),
-                                           gate=gate, actor=request.user)
-            return redirect("dashboard:reward_model", reward_model_id=reward_model_id)
-        except ValueError:
-            error, status = f"gate: {raw!r} is not a number", 422
-        except ValidationError as refused:
-            error, status = "; ".join(f"{k}: {' '.join(v)}" for k, v in refused.message_dict.items()), 422
+        if form.is_valid():
+            try:
+                services.reward_model_gate_set(reward_model=reward_model, gate=form.cleaned_data["gate"], actor=request.user)
+                return redirect("dashboard:reward_model", reward_model_id=reward_model_id)
+            except ValidationError as refused:
+                form.add_error(None, refused)
+    error = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in form.errors.items())
+    status = 422 if error else 200
     context = {**selectors.reward_model_guardrails(reward_model_id=reward_model_id), "error": error}
     return render(request, "dashboard/reward_model.html", context, status=status)

@@ -60,7 +60,8 @@ def test_staff_place_the_safety_gate_on_the_curve(staff_client):
 
 
 @pytest.mark.parametrize("value, message", [("high", "is not a number"), ("1.5", "strictly between 0 and 1"),
-                                            ("0", "strictly between 0 and 1")])
+                                            ("0", "strictly between 0 and 1"), ("nan", "strictly between 0 and 1"),
+                                            ("", "enter a score between 0 and 1, or reset")])
 def test_a_bad_gate_is_refused_naming_the_field(staff_client, value, message):
     rm = _evaluated("safety-rm", "safety", [pair("a", "b", "both_safe")], [(1.0, 0.0)])
     response = staff_client.post(reverse("dashboard:reward_model", args=[rm.pk]), {"gate": value})
