@@ -60,8 +60,8 @@ class AnnotatorForm(forms.Form):
 
 
 class SafetyGateForm(forms.Form):
-    """A safety RM's PPO gate: a score, or reset to the paper's 0.15. The bounds are the service's
-    (dashboard.services.reward_model_gate_set), so the command line and the page refuse alike."""
+    """A safety RM's PPO gate: a score, or reset to the paper's 0.15. The form only reads a number;
+    the bounds live in one place, dashboard.services.reward_model_gate_set."""
     gate = forms.CharField(required=False, max_length=40)
     reset = forms.BooleanField(required=False)
 
