@@ -3,6 +3,7 @@
     scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
     .venv/bin/python bench/rm_length.py             # every variant, 2 at a time, one thread each
     .venv/bin/python bench/rm_length.py --only recipe balanced --pairs 320 --max-length 192
+    .venv/bin/python bench/rm_length.py --pairs 600 --combine   # a stored run's margins with length, ensembles
 
 Data (issue 21): the "Open helpfulness" project (Auto-J, PandaLM, Tulu), split by prompt with the
 one held-out rule (core/heldout.py, 15 % as the recipe), so the held-out part mixes the three
