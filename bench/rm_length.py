@@ -13,7 +13,8 @@ variant, which train_cpu_seconds shows) and is scored on the same held-out pairs
 overall accuracy (95 % Wilson interval), accuracy where the chosen response is the longer / the
 shorter one (rewardmodel/evaluation.py's length_baselines), how often it sides with the longer
 response against how often the human labels do, and the CPU-seconds of its training
-(time.process_time of its own process, which the other jobs sharing the cores do not inflate).
+(time.process_time of its own process: time spent waiting for a core is not counted, but two runs
+sharing two cores still slow each other down, by about a third in session 9's runs).
 `--objective safety` does the same on "HH harmless" with the safety recipe.
 Prints a table and writes bench/results/rm_length.json (rows of earlier runs are kept).
 """
@@ -222,7 +223,8 @@ def combine(args):
     plane (model margin, log length ratio), chosen on four fifths of the held-out pairs and scored on
     the fifth left out (5-fold), against the model alone and "the longer one wins". If even this
     stays near the length baseline, the model's signal beyond length is small. With two or more
-    variants of one run, also their ensemble (mean of each variant's margins over its spread)."""
+    variants of one run, also their ensemble (the sum of each variant's margins, each divided by its
+root mean square so that no variant dominates)."""
     import math
 
     with tempfile.TemporaryDirectory() as folder:
