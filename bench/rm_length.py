@@ -14,7 +14,8 @@ overall accuracy (95 % Wilson interval), accuracy where the chosen response is t
 shorter one (rewardmodel/evaluation.py's length_baselines), how often it sides with the longer
 response against how often the human labels do, and the CPU-seconds of its training
 (time.process_time of its own process: time spent waiting for a core is not counted, but two runs
-sharing two cores still slow each other down: 33.4 against 23.5 CPU-minutes in session 9).
+sharing two cores still slow each other down: a 600-pair all-layer run took 33.4 CPU-minutes
+beside another run in session 9, and 23.5 in session 8).
 `--objective safety` does the same on "HH harmless" with the safety recipe.
 Prints a table and writes bench/results/rm_length.json (rows of earlier runs are kept).
 """
