@@ -62,6 +62,11 @@ VARIANTS = {
     "all_layers_lr2e-5": {"train_layers": 0, "learning_rate": 2e-5},
     "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
                                         "length_decorrelation_weight": 1.0},
+    # session 10: the length head (ODIN's, reduced to one fitted weight; rewardmodel/loss.py)
+    "all_layers_length_head": {"train_layers": 0, "length_head": True},
+    "all_layers_lr2e-5_length_head": {"train_layers": 0, "learning_rate": 2e-5, "length_head": True},
+    # Not a config option: pairs augmented so that length does not predict the label (see data_write).
+    "all_layers_augmented": {"train_layers": 0},
 }
 
 
@@ -98,11 +103,43 @@ def data_write(args, folder: Path) -> dict:
     half = min(args.pairs // 2, *map(len, kinds.values()))
     balanced = [p for kind in (True, False) for p in random.Random(1).sample(kinds[kind], half)]
     (folder / "train-balanced_data.json").write_text(json.dumps([p.to_dict() for p in balanced]))
+    augmented = length_augmented(train_split, args.pairs)
+    (folder / "train-all_layers_augmented.json").write_text(json.dumps([p.to_dict() for p in augmented]))
     (folder / "heldout.json").write_text(json.dumps([p.to_dict() for p in heldout]))
     sources = sorted({p.source.split(":")[0] for p in heldout})
     return {"objective": args.objective, "project": PROJECTS[args.objective], "all_pairs": len(pairs),
             "train_pairs": len(train_pairs), "heldout_pairs": len(heldout), "heldout_sources": sources,
             "max_length": args.max_length}
+
+
+def length_augmented(train_split: list, size: int, seed: int = 2) -> list:
+    """At most `size` pairs, as many chosen-longer as chosen-shorter: real pairs, plus augmented
+    ones where the response written for the prompt beats one written for another prompt (RRM,
+    Liu et al. 2024: an off-prompt response loses whatever its length or style), the off-prompt one
+    longer where the real pairs favour the longer (shorter where they favour the shorter). As many
+    real pairs as leave room for the augmented ones that balance them."""
+    from rewardmodel.data import TrainingPair, chosen_is_longer
+
+    rng = random.Random(seed)
+    order = rng.sample(train_split, len(train_split))
+    surplus = 0  # chosen-longer minus chosen-shorter among the first k real pairs
+    for k, pair in enumerate(order, 1):
+        surplus += {True: 1, False: -1, None: 0}[chosen_is_longer(pair)]
+        if k + abs(surplus) > size:
+            k -= 1
+            break
+    real = order[:k]
+    surplus = sum({True: 1, False: -1, None: 0}[chosen_is_longer(p)] for p in real)
+    augmented = []
+    while len(augmented) < abs(surplus):
+        own, other = rng.sample(real, 2)
+        if other.prompt_key == own.prompt_key:
+            continue
+        response, intruder = rng.choice([own.chosen, own.rejected]), rng.choice([other.chosen, other.rejected])
+        if (len(response) - len(intruder)) * surplus < 0:
+            augmented.append(TrainingPair(context=own.context, chosen=response, rejected=intruder,
+                                          objective=own.objective, prompt_key=own.prompt_key, source="augmented:off-prompt"))
+    return real + augmented
 
 
 def worker(args):
@@ -147,6 +184,7 @@ def worker(args):
         "longer_wins": length["longer_wins"], "bias": length["bias"],
         "per_source": {k: v["accuracy"] for k, v in summary["per_source"].items()},
         "final_train_loss": result.metrics.get("loss/rm"), "steps": result.steps,
+        "length_head_weight": result.metrics.get("length_head_weight"),
         "train_cpu_seconds": round(train_cpu, 1), "train_wall_seconds": round(train_wall, 1),
         "score_cpu_seconds": round(score_cpu, 1), "threads": args.threads,
         # per held-out pair, 1 where the model ranks it right: variants compared pair by pair

@@ -72,6 +72,11 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
     length_decorrelation_weight: float = config_field(
         0.0, "Weight of the squared batch correlation of score gap and length gap (ODIN); 0: off.", ge=0
     )
+    # ODIN's length head, reduced to one weight fitted before training (rewardmodel/loss.py).
+    length_head: bool = config_field(
+        False, "A fitted length term (weight x log length ratio) takes the length part of each preference "
+        "in training and is dropped at scoring (ODIN's length head)."
+    )
     checkpoint_every: int = config_field(50, "Save a resumable checkpoint every N optimizer steps.", gt=0)
     seed: int = config_field(0, "Seeds data order and the head's initialisation (the held-out split is fixed: core/heldout.py).", ge=0)
     max_pairs: int = config_field(0, "Use at most this many training pairs (0: all); for quick runs.", ge=0)

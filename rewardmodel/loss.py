@@ -1,5 +1,7 @@
 """The margin ranking loss of Llama 2 (sec. 3.2.2, eq. 2)."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -60,3 +62,31 @@ def length_decorrelation_penalty(
     if denominator < 1e-8:
         return chosen.new_zeros(())
     return weight * ((s * n).sum() / denominator) ** 2
+
+
+def length_log_ratios(pairs) -> torch.Tensor:
+    """log(characters of chosen / characters of rejected) per pair: the length head's input.
+    Characters of the whole response (not the truncated tokens) because the annotators read all of it."""
+    return torch.tensor([math.log((len(p.chosen) + 1) / (len(p.rejected) + 1)) for p in pairs], dtype=torch.float32)
+
+
+def length_head_fit(log_ratios: torch.Tensor, l2: float = 1e-3, steps: int = 50) -> float:
+    """The weight w of a one-parameter Bradley-Terry model P(chosen wins) = sigmoid(w x log ratio).
+
+    Our length head (issue 21): ODIN (Chen et al. 2024) trains a second head to take the length
+    part of each preference and drops it at scoring time. Ours is that head reduced to one weight on
+    the log length ratio (the covariate LMSYS's style control uses), fitted on the training pairs
+    before training: the ranking loss then sees w x log ratio added to every score gap, so the
+    model only has to learn what length does not explain. Newton's method on the convex
+    negative log-likelihood; the small l2 keeps w finite when length separates the data.
+    """
+    x = log_ratios.double()
+    w = 0.0
+    for _ in range(steps):
+        p = torch.sigmoid(w * x)
+        gradient = -((1 - p) * x).mean().item() + l2 * w
+        hessian = (p * (1 - p) * x * x).mean().item() + l2
+        w -= gradient / hessian
+        if abs(gradient) < 1e-10:
+            break
+    return w

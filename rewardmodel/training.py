@@ -37,7 +37,7 @@ from modelruntime.optim import cosine_schedule, lora_wrap, optimizer_create
 from modelruntime.packing import PackedPair, pack, packed_batch, packed_scores
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair, chosen_is_longer, length_balanced_batches
-from rewardmodel.loss import length_decorrelation_penalty, margin_ranking_loss, safety_auxiliary_loss
+from rewardmodel.loss import length_decorrelation_penalty, length_head_fit, length_log_ratios, margin_ranking_loss, safety_auxiliary_loss
 from rewardmodel.modeling import encode, load_for_training
 
 FINAL_DIR = "model"
@@ -166,6 +166,10 @@ def train(
                                 min_lr_ratio=config.min_lr_ratio)
     margins = torch.tensor([pair.margin for pair in pairs], dtype=torch.float32)
     length_gaps = torch.tensor([p.chosen - p.rejected for p in packed], dtype=torch.float32)  # tokens
+    # The length head's share of each score gap: added in the loss only, so scoring drops it.
+    log_ratios = length_log_ratios(pairs)
+    length_weight = length_head_fit(log_ratios) if config.length_head else 0.0
+    length_offsets = length_weight * log_ratios
 
     state = {"step": 0, "losses": [], "correct": [], "tokens": 0}
     resumed = _resume(output_dir, trainable_root, optimizer, scheduler, state)
@@ -181,7 +185,7 @@ def train(
             batch = packed_batch([packed[i] for i in indices], tokenizer.pad_token_id, device)
             with autocast:
                 chosen, rejected = packed_scores(model, *batch)
-            loss = margin_ranking_loss(chosen, rejected, margins[indices].to(device)) + safety_auxiliary_loss(
+            loss = margin_ranking_loss(chosen + length_offsets[indices].to(chosen), rejected, margins[indices].to(device)) + safety_auxiliary_loss(
                 chosen, rejected, [pairs[i] for i in indices], config.safety_aux_weight) + length_decorrelation_penalty(
                 chosen, rejected, length_gaps[indices], config.length_decorrelation_weight)
             (loss * weight * len(indices) / step_pairs * distributed.gradient_scale()).backward()
@@ -227,7 +231,7 @@ def train(
         steps=total_steps,
         pairs=len(pairs),
         resumed_from_step=resumed,
-        metrics={**_running_metrics(state), "tokens": state["tokens"],
+        metrics={**_running_metrics(state), "tokens": state["tokens"], "length_head_weight": round(length_weight, 4),
                  "train_seconds": round(train_seconds, 2)},
     )
 

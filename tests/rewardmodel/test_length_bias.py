@@ -8,7 +8,9 @@ from modelruntime.config import ConfigError
 from rewardmodel import training
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import TrainingPair, chosen_is_longer, length_balanced_batches
-from rewardmodel.loss import length_decorrelation_penalty
+from rewardmodel.evaluation import score_pairs
+from rewardmodel.loss import length_decorrelation_penalty, length_head_fit, length_log_ratios
+from rewardmodel.modeling import load_for_scoring
 from tests.rewardmodel.synthetic import resume_config
 
 
@@ -97,3 +99,43 @@ def test_a_negative_decorrelation_weight_is_refused_naming_the_field():
         RewardModelConfig(length_decorrelation_weight=-0.5)
     assert error.value.field == "length_decorrelation_weight"
     assert not RewardModelConfig().length_balanced_batches  # off unless asked for
+
+
+def test_the_length_head_weight_is_the_one_parameter_bradley_terry_fit():
+    # Log ratios (1, 1, 1, -1): the likelihood 3 log s(w) + log s(-w) peaks where s(w) = 3/4,
+    # w = ln 3.
+    assert length_head_fit(torch.tensor([1.0, 1.0, 1.0, -1.0]), l2=0.0) == pytest.approx(1.0986123, abs=1e-6)
+    # Chosen shorter as often and by as much as longer: length says nothing.
+    assert length_head_fit(torch.tensor([0.5, -0.5, 2.0, -2.0])) == pytest.approx(0.0, abs=1e-9)
+    # Length separates the data: a large but finite weight (the small l2).
+    assert 5 < length_head_fit(torch.tensor([0.5, 1.0, 2.0])) < 1000
+    pair = TrainingPair(context=[], chosen="a" * 19, rejected="b" * 9)  # (19 + 1) / (9 + 1): ln 2
+    assert length_log_ratios([pair]).item() == pytest.approx(0.6931472, abs=1e-6)
+
+
+def _mostly_longer_wins_pairs():
+    """The longer response wins 12 of 16 pairs; the chosen one always says "good", the rejected "bad"."""
+    pairs = []
+    for i in range(16):
+        context = [{"role": "user", "content": f"Tell me about {i}."}]
+        long, short = 8 + 2 * i, 1 + i % 3
+        chosen, rejected = ("good " * long, "bad " * short) if i % 4 else ("good " * short, "bad " * long)
+        pairs.append(TrainingPair(context=context, chosen=chosen, rejected=rejected, prompt_key=prompt_key(context)))
+    return pairs
+
+
+def test_the_length_head_keeps_the_model_from_learning_longer_wins(tiny_model_path, tmp_path):
+    # The probe: the same neutral words, long against short. A gap there is a lean to length alone.
+    probe = [TrainingPair(context=[{"role": "user", "content": f"Say something {i}."}],
+                          chosen="so " * (10 + 3 * i), rejected="so " * (1 + i % 2)) for i in range(8)]
+    lean, weights = {}, {}
+    for head in (False, True):
+        result = training.train(resume_config(checkpoint_every=1000, epochs=6, length_head=head), _mostly_longer_wins_pairs(),
+                                tmp_path / str(head), base_path=tiny_model_path)
+        weights[head] = result.metrics["length_head_weight"]
+        model, tokenizer = load_for_scoring(result.checkpoint)  # what scoring sees: the model, no length term
+        lean[head] = sum(c - r for c, r in score_pairs(model.eval(), tokenizer, probe, 64)) / len(probe)
+    assert weights[False] == 0 and weights[True] > 0.5  # fitted: the longer wins 12 of 16
+    # Without the head the model picks up "longer wins" beside "good beats bad"; with it, the pairs
+    # length already explains weigh less and the ones against length more (0.07 against 0.33 here).
+    assert lean[True] < lean[False] - 0.15
