@@ -33,7 +33,7 @@ os.environ.setdefault("MARGIN_MODEL_STORE", str(REPO / "var" / "models"))
 from core.intervals import wilson_interval  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rm_ablation.json"
-RECIPE = REPO / "rewardmodel" / "recipes" / "helpfulness-cpu.json"
+RECIPE = REPO / "bench" / "recipes" / "helpfulness-top4.json"  # the recipe these ablations started from
 
 # One change each against the recipe (lr 1e-4, top 4 layers, 384 tokens, the project's margin).
 # In order of interest, so a cut-short run has the main answers.

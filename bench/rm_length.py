@@ -45,8 +45,11 @@ from core.intervals import wilson_interval  # noqa: E402
 RESULTS = REPO / "bench" / "results" / "rm_length.json"
 PROJECTS = {"helpfulness": "Open helpfulness", "safety": "HH harmless"}
 
-# One change each against the recipe (rewardmodel/recipes/<objective>-cpu.json); cheapest first,
-# so a cut-short run has the main answers.
+# The recipes the variants change, as they were when these runs began: the helpfulness recipe has
+# since become the best variant measured here (all layers, length head; rewardmodel/recipes/).
+BASES = {"helpfulness": REPO / "bench" / "recipes" / "helpfulness-top4.json",
+         "safety": REPO / "rewardmodel" / "recipes" / "safety-cpu.json"}
+# One change each against that base; cheapest first, so a cut-short run has the main answers.
 VARIANTS = {
     "recipe": {},
     "balanced": {"length_balanced_batches": True},
@@ -63,6 +66,7 @@ VARIANTS = {
     "all_layers_balanced_decorrelate": {"train_layers": 0, "length_balanced_batches": True,
                                         "length_decorrelation_weight": 1.0},
     # session 10: the length head (ODIN's, reduced to one fitted weight; rewardmodel/loss.py)
+    "length_head": {"length_head": True},
     "all_layers_length_head": {"train_layers": 0, "length_head": True},
     "all_layers_lr2e-5_length_head": {"train_layers": 0, "learning_rate": 2e-5, "length_head": True},
     # Not a config option: pairs augmented so that length does not predict the label (see data_write).
@@ -73,7 +77,7 @@ VARIANTS = {
 def recipe_config(objective: str, max_length: int, overrides: dict):
     from rewardmodel.config import RewardModelConfig
 
-    recipe = json.loads((REPO / "rewardmodel" / "recipes" / f"{objective}-cpu.json").read_text())
+    recipe = json.loads(BASES[objective].read_text())
     recipe.pop("max_pairs", None)
     recipe.pop("checkpoint_every", None)
     return RewardModelConfig(**{**recipe, "mix_ratio": 0.0, "max_length": max_length,
