@@ -1,4 +1,4 @@
-"""Does a small reward model learn the preference or the length? Variants against the CPU recipe.
+"""Does a small reward model learn the preference or the length? Variants against a CPU recipe (BASES).
 
     scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
     .venv/bin/python bench/rm_length.py             # every variant, 2 at a time, one thread each
