@@ -81,7 +81,7 @@ def run_variant(name, overrides, args, base_path):
     with tempfile.TemporaryDirectory() as folder:
         result = train(config, train_pairs, folder, base_path=base_path)
         model, tokenizer = load_for_scoring(result.checkpoint)
-        scores = score_pairs(model, tokenizer, heldout, config.max_length)
+        scores = score_pairs(model, tokenizer, heldout, config.max_length, truncation_side=config.truncation_side)
     summary = report(heldout, scores)
     correct = sum(c > r for c, r in scores)
     low, high = wilson_interval(correct, len(heldout))

@@ -71,6 +71,10 @@ VARIANTS = {
     "all_layers_lr2e-5_length_head": {"train_layers": 0, "learning_rate": 2e-5, "length_head": True},
     # Not a config option: pairs augmented so that length does not predict the label (see data_write).
     "all_layers_augmented": {"train_layers": 0},
+    # session 11: at 192 tokens "left" drops the prompt of most pairs; "right" keeps the question
+    # and reads each answer from its start (modelruntime/packing.py's fit). Measured worse (README).
+    "all_layers_right": {"train_layers": 0, "truncation_side": "right"},
+    "all_layers_length_head_right": {"train_layers": 0, "length_head": True, "truncation_side": "right"},
 }
 
 
@@ -172,7 +176,7 @@ def worker(args):
         train_cpu, train_wall = time.process_time() - cpu, time.perf_counter() - wall
         model, tokenizer = load_for_scoring(result.checkpoint)
         cpu = time.process_time()
-        scores = score_pairs(model, tokenizer, heldout, config.max_length)
+        scores = score_pairs(model, tokenizer, heldout, config.max_length, truncation_side=config.truncation_side)
         score_cpu = time.process_time() - cpu
     summary = report(heldout, scores)
     correct = sum(c > r for c, r in scores)

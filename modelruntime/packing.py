@@ -31,21 +31,48 @@ class PackedPair:
         return len(self.ids)
 
 
-def pack(chosen_ids: list[int], rejected_ids: list[int], max_length: int) -> PackedPair:
+def pack(chosen_ids: list[int], rejected_ids: list[int], max_length: int, side: str = "left",
+         prompt: int | None = None) -> PackedPair:
     """Split two full token sequences into shared prefix + tails; each side <= max_length tokens.
 
-    When a side is too long, the shared context loses its oldest tokens first (the responses
-    survive, as in `modeling.encode`); a tail longer than max_length keeps its last tokens.
+    `prompt` leading tokens are the dialogue before the response (None: all the tokens the two
+    share); `fit` cuts that prompt and the two responses, and responses that begin alike share
+    those tokens in the row too.
     """
-    shared = 0
-    limit = min(len(chosen_ids), len(rejected_ids)) - 1  # each side keeps at least one own token
-    while shared < limit and chosen_ids[shared] == rejected_ids[shared]:
+    prompt = _shared(chosen_ids, rejected_ids) if prompt is None else min(prompt, _shared(chosen_ids, rejected_ids))
+    prefix, (chosen, rejected) = fit(chosen_ids[:prompt], [chosen_ids[prompt:], rejected_ids[prompt:]], max_length, side)
+    alike = _shared(chosen, rejected)
+    return PackedPair(prefix + chosen + rejected[alike:], len(prefix) + alike, len(chosen) - alike, len(rejected) - alike)
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    """Leading tokens the two have in common; each keeps at least one of its own."""
+    shared, limit = 0, min(len(a), len(b)) - 1
+    while shared < limit and a[shared] == b[shared]:
         shared += 1
-    chosen_tail, rejected_tail = chosen_ids[shared:], rejected_ids[shared:]
-    chosen_tail, rejected_tail = chosen_tail[-max_length:], rejected_tail[-max_length:]
-    room = max_length - max(len(chosen_tail), len(rejected_tail))
-    prefix = chosen_ids[:shared][-room:] if room > 0 else []
-    return PackedPair(prefix + chosen_tail + rejected_tail, len(prefix), len(chosen_tail), len(rejected_tail))
+    return shared
+
+
+def fit(prefix: list[int], tails: list[list[int]], max_length: int, side: str = "left"):
+    """(prefix, tails) cut so that the prefix followed by any one tail is at most max_length tokens.
+
+    left: a long tail keeps its last tokens, and the prefix its newest tokens in the room left
+    (the response and the turn it answers survive; a long response loses its start).
+    right: the prefix keeps its newest tokens, at least half the room where it needs it; a long
+    tail keeps its first tokens and its last one, the end-of-turn token where the score is read
+    (the question survives and the response is read from its start, as an annotator reads it).
+    Both tails get the same prefix, so a pair is judged on one context: a dialogue scored alone
+    (rewardmodel/scoring.py) may keep a few more prompt tokens where its response is the shorter.
+    """
+    if side == "left":
+        tails = [tail[-max_length:] for tail in tails]
+    elif side == "right":
+        room = max_length - min(len(prefix), max_length // 2)
+        tails = [tail if len(tail) <= room else tail[: room - 1] + tail[-1:] for tail in tails]
+    else:
+        raise ValueError(f"truncation side must be left or right, got {side!r}")
+    room = max_length - max(len(tail) for tail in tails)
+    return (prefix[-room:] if room > 0 else []), tails
 
 
 def packed_batch(pairs: list[PackedPair], pad_id: int, device=None):

@@ -30,7 +30,14 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
     batch_size: int = config_field(8, "Pairs per forward pass (chosen and rejected go in one pass).", gt=0)
     gradient_accumulation_steps: int = config_field(4, "Forward passes per optimizer step.", gt=0)
     max_length: int = config_field(
-        1024, "Tokens per scored dialogue; longer ones lose their oldest context first.", ge=16
+        1024, "Tokens per scored dialogue; longer ones are cut as truncation_side says.", ge=16
+    )
+    # Issue 21: at a CPU recipe's 192 tokens, "left" drops the whole prompt of most helpfulness
+    # pairs and reads a long answer from its middle; "right" keeps the question and the answer's start.
+    truncation_side: str = config_field(
+        "left", "Too long: left drops the oldest tokens (context, then a long response's start); right keeps "
+        "the prompt's newest tokens (at least half) and the response's start and end-of-turn token.",
+        choices=("left", "right"),
     )
     # A pair's row is masked attention, which CPU kernels hold as rows x width^2 scores per layer
     # for the backward pass: a cap on padded tokens per forward keeps that bounded.

@@ -31,11 +31,12 @@ LENGTH_BIAS_POINTS = 0.05
 
 
 def score_pairs(model, tokenizer, pairs: list[TrainingPair], max_length: int, batch_size: int = 8,
-                on_progress=None) -> list[tuple[float, float]]:
-    """(chosen score, rejected score) per pair."""
+                on_progress=None, truncation_side: str = "left") -> list[tuple[float, float]]:
+    """(chosen score, rejected score) per pair, cut as the model was trained (its config's max_length
+    and truncation_side)."""
     from rewardmodel.training import encode_pairs
 
-    packed = encode_pairs(tokenizer, pairs, max_length)
+    packed = encode_pairs(tokenizer, pairs, max_length, truncation_side)
     order = sorted(range(len(packed)), key=lambda i: len(packed[i]))
     device = next(model.parameters()).device
     result = [(0.0, 0.0)] * len(packed)

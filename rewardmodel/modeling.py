@@ -65,6 +65,26 @@ def encode(tokenizer, messages: list[dict], max_length: int) -> list[int]:
     return ids[-max_length:]
 
 
+def prompt_length(tokenizer, messages: list[dict], ids: list[int]) -> int:
+    """How many leading tokens of `ids` (the dialogue, untruncated) are the prompt: every turn
+    before the response.
+
+    Measured as the tokens shared with the prompt's own encoding, so a tokenizer that merges
+    across the boundary only shortens it; at least one token stays after it, since the score is
+    read there.
+    """
+    if len(messages) < 2:
+        return 0
+    text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    shared = 0
+    for a, b in zip(prompt, ids[: len(ids) - 1]):
+        if a != b:
+            break
+        shared += 1
+    return shared
+
+
 def pad_batch(sequences: list[list[int]], pad_id: int, device=None):
     """Right-padded (input_ids, attention_mask) as tall as the longest sequence, no taller."""
     width = max(len(s) for s in sequences)

@@ -15,14 +15,16 @@ import torch
 
 from core.jsonio import RecordError, jsonl_rows
 from core.vocabulary import check_messages
-from rewardmodel.modeling import encode, load_for_scoring
+from modelruntime.packing import fit
+from rewardmodel.modeling import encode, load_for_scoring, prompt_length
 
 
 class RewardScorer:
-    def __init__(self, model, tokenizer, max_length: int = 1024):
+    def __init__(self, model, tokenizer, max_length: int = 1024, truncation_side: str = "left"):
         from modelruntime.prefixcache import PrefixCache
 
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        self.truncation_side = truncation_side  # as the model was trained (modelruntime/packing.py's fit)
         # The model is frozen: a prompt read once (K responses to it, the next PPO pass) is not read again.
         self.prompts = PrefixCache()
 
@@ -37,38 +39,25 @@ class RewardScorer:
                 check_messages(messages)
             except ValueError as bad:
                 raise ValueError(f"conversation {number}: {bad}") from bad
-        encoded = [encode(self.tokenizer, m, self.max_length) for m in conversations]
-        split = [self._prompt_length(m, ids) for m, ids in zip(conversations, encoded)]
+        prompts, responses = [], []
+        for messages in conversations:
+            ids = encode(self.tokenizer, messages, 10**9)
+            split = prompt_length(self.tokenizer, messages, ids)
+            prompt, (response,) = fit(ids[:split], [ids[split:]], self.max_length, self.truncation_side)
+            prompts.append(prompt)
+            responses.append(response)
         # Similar lengths share a batch: less padding to compute.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        result = [0.0] * len(encoded)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        result = [0.0] * len(prompts)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
-                hidden, mask = self.prompts.run(self.model.base_model, [encoded[i][: split[i]] for i in rows],
-                                                [encoded[i][split[i] :] for i in rows])
+                hidden, mask = self.prompts.run(self.model.base_model, [prompts[i] for i in rows],
+                                                [responses[i] for i in rows])
                 last = hidden[torch.arange(len(rows), device=hidden.device), mask.sum(1) - 1]  # (B, H)
                 for i, value in zip(rows, self.model.score(last).squeeze(-1).float().tolist()):
                     result[i] = value
         return result
-
-    def _prompt_length(self, messages: list[dict], ids: list[int]) -> int:
-        """How many leading tokens of `ids` are the prompt (every turn before the response).
-
-        Measured as the tokens shared with the prompt's own encoding, so a tokenizer that merges
-        across the boundary, or truncation, only shortens the cached part; at least one token stays
-        after it, since the score is read there.
-        """
-        if len(messages) < 2:
-            return 0
-        text = self.tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-        prompt = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        shared = 0
-        for a, b in zip(prompt, ids[: len(ids) - 1]):
-            if a != b:
-                break
-            shared += 1
-        return shared
 
 
 def resolve_checkpoint(name_or_path: str) -> Path:
@@ -97,8 +86,9 @@ def load_scorer(name_or_path: str, device=None, max_length: int | None = None) -
 
     path = resolve_checkpoint(str(name_or_path))
     model, tokenizer = load_for_scoring(path, device or pick_device())
-    max_length = max_length or read_metadata(path).get("config", {}).get("max_length", 1024)
-    return RewardScorer(model, tokenizer, max_length)
+    trained = read_metadata(path).get("config", {})
+    return RewardScorer(model, tokenizer, max_length or trained.get("max_length", 1024),
+                        trained.get("truncation_side", "left"))
 
 
 def read_scoring_input(path: Path | str) -> list[dict]:

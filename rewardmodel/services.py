@@ -234,8 +234,9 @@ def reward_model_evaluate(reward_model: RewardModel, *, project: Project, pairs=
     if not pairs:
         raise NoTrainingData(f"project {project.name!r} has no held-out pairs to evaluate on")
     model, tokenizer = load_for_scoring(reward_model.checkpoint_path, pick_device())
-    max_length = reward_model.config.get("max_length", 1024)
-    pair_scores = score_pairs(model, tokenizer, pairs, max_length, on_progress=on_progress)
+    config = reward_model.config  # as trained: the same cut at scoring
+    pair_scores = score_pairs(model, tokenizer, pairs, config.get("max_length", 1024), on_progress=on_progress,
+                              truncation_side=config.get("truncation_side", "left"))
     overall = report(pairs, pair_scores)
     with transaction.atomic():
         _evaluation_store(reward_model, None, f"{project.name} held-out", overall)
@@ -298,7 +299,8 @@ def reward_models_compare(first: str, second: str, project: Project, on_progress
     results = []
     for path, config in ((path_a, config_a), (path_b, config_b)):
         model, tokenizer = load_for_scoring(path, pick_device())
-        results.append(score_pairs(model, tokenizer, pairs, config.max_length, on_progress=on_progress))
+        results.append(score_pairs(model, tokenizer, pairs, config.max_length, on_progress=on_progress,
+                                   truncation_side=config.truncation_side))
     return compare(pairs, *results)
 
 

@@ -38,7 +38,7 @@ from modelruntime.packing import PackedPair, pack, packed_batch, packed_scores
 from rewardmodel.config import RewardModelConfig
 from rewardmodel.data import NoTrainingData, TrainingPair, chosen_is_longer, length_balanced_batches
 from rewardmodel.loss import length_decorrelation_penalty, length_head_fit, length_log_ratios, margin_ranking_loss, safety_auxiliary_loss
-from rewardmodel.modeling import encode, load_for_training
+from rewardmodel.modeling import encode, load_for_training, prompt_length
 
 FINAL_DIR = "model"
 # Length grouping sorts pairs within windows of this many micro-batches: batches of similar
@@ -63,12 +63,16 @@ class TrainResult:
         return cls(**{**values, "checkpoint": Path(values["checkpoint"])})
 
 
-def encode_pairs(tokenizer, pairs: list[TrainingPair], max_length: int) -> list[PackedPair]:
-    """Each pair as one packed row (shared context once), each side at most `max_length` tokens."""
-    def full(pair, response):
-        return encode(tokenizer, [*pair.context, {"role": "assistant", "content": response}], 10**9)
-
-    return [pack(full(pair, pair.chosen), full(pair, pair.rejected), max_length) for pair in pairs]
+def encode_pairs(tokenizer, pairs: list[TrainingPair], max_length: int, side: str = "left") -> list[PackedPair]:
+    """Each pair as one packed row (shared context once), each side at most `max_length` tokens,
+    cut on `side` (modelruntime/packing.py's fit)."""
+    packed = []
+    for pair in pairs:
+        chosen, rejected = ([*pair.context, {"role": "assistant", "content": r}] for r in (pair.chosen, pair.rejected))
+        chosen_ids = encode(tokenizer, chosen, 10**9)
+        packed.append(pack(chosen_ids, encode(tokenizer, rejected, 10**9), max_length, side,
+                           prompt=prompt_length(tokenizer, chosen, chosen_ids)))
+    return packed
 
 
 def micro_batches(lengths: list[int], batch_size: int, epochs: float, seed: int) -> list[list[int]]:
@@ -156,7 +160,7 @@ def train(
         distributed.model_shard(trainable_root)  # before the optimizer: it must see the sharded parameters
     trainable = [p for p in trainable_root.parameters() if p.requires_grad]
     optimizer = optimizer_create(named_parameters=trainable_root.named_parameters(), config=config)
-    packed = encode_pairs(tokenizer, pairs, config.max_length)
+    packed = encode_pairs(tokenizer, pairs, config.max_length, config.truncation_side)
     lengths = [len(p) for p in packed]
     batches = (length_balanced_batches([chosen_is_longer(p) for p in pairs], lengths, config.batch_size,
                                        config.epochs, config.seed)

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from margin.models import Job
 from rewardmodel.models import RewardModel, RewardModelEvaluation
+from rewardmodel.scoring import load_scorer
 from tests.factories import ProjectFactory
 from tests.rewardmodel.conftest import tiny_config
 
@@ -38,8 +39,10 @@ def test_train_registers_evaluates_and_reports_per_strength(rm_project, tiny_mod
 
     # A second model on the same project records the first as its parent; both compared.
     call_command("train_reward_model", "--project", rm_project.name, "--name", "helpful-v2",
-                 *tiny_config(tiny_model_path, "--set", "margin_scheme=large"))
+                 *tiny_config(tiny_model_path, "--set", "margin_scheme=large"), "--truncation-side", "right")
     assert RewardModel.objects.get(name="helpful-v2").parent == model
+    # Whatever scores it later (PPO, the reward server) cuts long dialogues as it was trained.
+    assert (load_scorer("helpful-v1").truncation_side, load_scorer("helpful-v2").truncation_side) == ("left", "right")
     capsys.readouterr()
     call_command("evaluate_reward_model", "--model", "helpful-v1", "--project", rm_project.name,
                  "--against", "helpful-v2")
@@ -65,6 +68,7 @@ def test_train_registers_evaluates_and_reports_per_strength(rm_project, tiny_mod
         # One option per config field, as the policy commands have; it wins over --set.
         (["--name", "x", "--set", "learning_rate=0.001", "--learning-rate", "-1"], "learning_rate must be > 0"),
         (["--name", "x", "--margin-scheme", "huge"], "margin_scheme must be none, small or large"),
+        (["--name", "x", "--truncation-side", "middle"], "truncation_side must be one of left, right, got 'middle'"),
         (["--name", "../etc", "--set", "epochs=1"], "not a usable name"),
     ],
 )

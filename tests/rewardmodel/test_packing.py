@@ -1,8 +1,9 @@
 """One packed row per pair scores each side exactly as two separate dialogues would."""
 
+import pytest
 import torch
 
-from modelruntime.packing import pack, packed_batch, packed_scores
+from modelruntime.packing import fit, pack, packed_batch, packed_scores
 from rewardmodel.modeling import encode, load_for_scoring, pad_batch, scores
 
 CONTEXT = [
@@ -38,3 +39,17 @@ def test_long_pairs_lose_old_context_first_and_keep_both_responses():
     # A response longer than the limit keeps its end, where the score is read.
     long = pack([5] + list(range(20)), [5, 9], max_length=4)
     assert long.ids == [16, 17, 18, 19, 9] and long.prefix == 0
+
+
+def test_right_truncation_keeps_the_question_and_the_answers_start_and_end_of_turn():
+    context = list(range(100, 200))
+    packed = pack(context + list(range(20)) + [99], context + [7, 8, 99], max_length=10, side="right")
+    # The prompt keeps half the room (its newest tokens); the long answer its first 4 tokens and its
+    # end-of-turn token, the short one all of it.
+    assert packed.ids == list(range(195, 200)) + [0, 1, 2, 3, 99] + [7, 8, 99]
+    assert (packed.prefix, packed.chosen, packed.rejected) == (5, 5, 3)
+    # Short answers leave the prompt more than half.
+    short = pack(context + [1, 99], context + [2, 99], max_length=10, side="right")
+    assert short.ids == list(range(192, 200)) + [1, 99, 2, 99]
+    with pytest.raises(ValueError, match="truncation side must be left or right, got 'middle'"):
+        fit([1], [[2]], 10, "middle")

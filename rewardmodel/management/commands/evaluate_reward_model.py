@@ -90,7 +90,8 @@ class Command(BaseCommand):
             return reward_model_evaluate(record, project=project, on_progress=bar)
         pairs = evaluation_pairs(project, config)
         scorer, tokenizer = load_for_scoring(path)
-        return report(pairs, score_pairs(scorer, tokenizer, pairs, config.max_length, on_progress=bar))
+        return report(pairs, score_pairs(scorer, tokenizer, pairs, config.max_length, on_progress=bar,
+                                         truncation_side=config.truncation_side))
 
     def _rewardbench(self, model, file, json_path):
         from core.jsonio import RecordError
@@ -111,7 +112,8 @@ class Command(BaseCommand):
         bar = ProgressBar("scoring pairs", self.stderr._out)
         try:
             scorer, tokenizer = load_for_scoring(path)
-            pair_scores = score_pairs(scorer, tokenizer, pairs, config.max_length, on_progress=bar)
+            pair_scores = score_pairs(scorer, tokenizer, pairs, config.max_length, on_progress=bar,
+                                      truncation_side=config.truncation_side)
         finally:
             bar.close()
         result = {"rewardbench": rewardbench_report(pairs, pair_scores), **report(pairs, pair_scores)}
