@@ -75,6 +75,8 @@ VARIANTS = {
     # and reads each answer from its start (modelruntime/packing.py's fit). Measured worse (README).
     "all_layers_right": {"train_layers": 0, "truncation_side": "right"},
     "all_layers_length_head_right": {"train_layers": 0, "length_head": True, "truncation_side": "right"},
+    # session 12: top-4 layers gained with a higher rate (bench/rm_ablation.py: 3e-4 over 1e-4)
+    "all_layers_lr2e-4_length_head": {"train_layers": 0, "learning_rate": 2e-4, "length_head": True},
 }
 
 
