@@ -35,6 +35,7 @@ def test_reward_model_form_shows_every_config_field_with_its_help(staff_client, 
     ({"name": "rm-1", "learning_rate": "fast"}, "learning_rate", "Enter a number."),
     ({"name": "rm-1", "heldout_fraction": "1.5"}, "heldout_fraction", "must be in [0, 1)"),
     ({"name": "rm-1", "margin_scheme": "huge"}, "margin_scheme", "must be none, small or large"),
+    ({"name": "rm-1", "truncation_side": "middle"}, "truncation_side", "middle is not one of the available choices"),
 ])
 def test_reward_model_launch_with_bad_input(staff_client, crafted, data, field, message):
     if field != "project":
@@ -62,13 +63,13 @@ def test_reward_model_launch_sends_only_changed_fields(staff_client, crafted, st
     PolicyVersion.objects.create(name="tiny-sft", checkpoint_path=str(tiny_model_path))
     response = staff_client.post(RM, {
         "project": crafted["project"].pk, "name": "rm-1", "learning_rate": "1e-05",
-        "epochs": "2", "base_model": str(tiny_model_path),
+        "epochs": "2", "base_model": str(tiny_model_path), "truncation_side": "right",
     })
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("dashboard:job", args=[job.pk])
     assert job.kind == Job.Kind.TRAIN_REWARD_MODEL and job.created_by == staff
     assert job.params == {"project_id": crafted["project"].pk, "name": "rm-1",
-                          "config": {"epochs": 2.0, "base_model": str(tiny_model_path)}}
+                          "config": {"epochs": 2.0, "base_model": str(tiny_model_path), "truncation_side": "right"}}
 
 
 def test_reward_model_base_is_picked_from_versions_with_weights(staff_client, crafted, tiny_model_path):
