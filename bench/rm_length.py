@@ -77,6 +77,9 @@ VARIANTS = {
     "all_layers_length_head_right": {"train_layers": 0, "length_head": True, "truncation_side": "right"},
     # session 12: top-4 layers gained with a higher rate (bench/rm_ablation.py: 3e-4 over 1e-4)
     "all_layers_lr2e-4_length_head": {"train_layers": 0, "learning_rate": 2e-4, "length_head": True},
+    # the recipe again with other seeds (data order, head): how far apart runs of one recipe land
+    "all_layers_length_head_seed1": {"train_layers": 0, "length_head": True, "seed": 1},
+    "all_layers_length_head_seed2": {"train_layers": 0, "length_head": True, "seed": 2},
 }
 
 
