@@ -1,0 +1,206 @@
+"""A frozen chat model and a linear probe as the reward model: does it beat fine-tuning on CPU?
+
+    scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
+    .venv/bin/python bench/rm_probe.py                          # helpfulness, every training pair
+    .venv/bin/python bench/rm_probe.py --objective safety
+
+Issue 21's targets allow 30 CPU-minutes of training. Fine-tuning SmolLM2-135M (bench/rm_length.py)
+fits about 600 pairs of 192 tokens in that time. A forward pass without gradients costs about a
+third of a training step, so the same time reads every training pair of the project once. Here
+the chat model stays frozen; each side of a pair becomes one feature vector (at each of --layers:
+the hidden state at the response's last token, where the reward model reads its score, and the
+mean over the response's tokens), and a logistic regression on the chosen-minus-rejected vectors
+(no bias, so the order of a pair does not matter) is the reward head. Its L2 weight is picked by
+5-fold cross-validation on the training pairs, folds by prompt (pairs of one prompt never sit on
+both sides of a fold, as the held-out split keeps them apart). Three feature sets are compared:
+the last token of the final layer (what the product's head reads), last + mean of the final
+layer, last + mean at every --layers; the one with the best cross-validated accuracy is "chosen".
+
+Same data, split and held-out pairs as bench/rm_length.py (its data_write), same report
+(rewardmodel/evaluation.py's length baselines). train_cpu_seconds: the process time of reading
+the training pairs plus fitting. Writes bench/results/rm_probe.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "margin.settings")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{REPO / 'var' / 'reward-models.sqlite3'}")
+os.environ.setdefault("MARGIN_MODEL_STORE", str(REPO / "var" / "models"))
+
+import torch  # noqa: E402
+
+from core.intervals import wilson_interval  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "rm_probe.json"
+L2_GRID = [1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
+FOLDS = 5
+
+
+def _rm_length():
+    spec = importlib.util.spec_from_file_location("rm_length", REPO / "bench" / "rm_length.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
+    """(pairs, 2 sides, layers x 2 x hidden): last-token and response-mean hidden states per layer,
+    read from packed rows cut as training cuts them (left side, --max-length tokens per side)."""
+    from transformers import AutoModel
+
+    from modelruntime.modelstore import default_model_dir
+    from modelruntime.packing import packed_batch
+    from rewardmodel.modeling import _tokenizer
+    from rewardmodel.training import encode_pairs
+
+    base = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
+    tokenizer = _tokenizer(base)
+    model = AutoModel.from_pretrained(base, dtype=torch.float32, local_files_only=True).eval()
+    packed = encode_pairs(tokenizer, pairs, max_length)
+    order = sorted(range(len(packed)), key=lambda i: len(packed[i]))  # little padding per batch
+    out = torch.zeros(len(pairs), 2, len(layers) * 2 * model.config.hidden_size)
+    with torch.inference_mode():
+        for start in range(0, len(order), 8):
+            rows = order[start : start + 8]
+            ids, mask, positions, _, _ = packed_batch([packed[i] for i in rows], tokenizer.pad_token_id)
+            hidden = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                           output_hidden_states=True).hidden_states
+            for b, i in enumerate(rows):
+                p = packed[i]
+                spans = [(p.prefix, p.prefix + p.chosen), (p.prefix + p.chosen, len(p))]
+                for side, (begin, end) in enumerate(spans):
+                    out[i, side] = torch.cat([v for layer in layers
+                                              for v in (hidden[layer][b, end - 1], hidden[layer][b, begin:end].mean(0))])
+    return out
+
+
+def fit(gaps: torch.Tensor, l2: float) -> torch.Tensor:
+    """Weights w minimising mean log(1 + exp(-gap . w)) + l2 |w|^2: the Bradley-Terry loss of the
+    product's reward model (rewardmodel/loss.py, margin 0) on a linear head over frozen features."""
+    w = torch.zeros(gaps.shape[1], dtype=gaps.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.softplus(-(gaps @ w)).mean() + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def probe(train_gaps, folds, heldout_gaps):
+    """(held-out margins, cross-validated accuracy, chosen L2) for one feature set."""
+    scale = train_gaps.std(0).clamp_min(1e-6)
+    train_gaps, heldout_gaps = train_gaps / scale, heldout_gaps / scale
+    cv = {}
+    for l2 in L2_GRID:
+        right = sum(((train_gaps[folds == f] @ fit(train_gaps[folds != f], l2)) > 0).sum().item() for f in range(FOLDS))
+        cv[l2] = right / len(train_gaps)
+    l2 = max(L2_GRID, key=cv.get)
+    return heldout_gaps @ fit(train_gaps, l2), cv[l2], l2
+
+
+def feature_sets(layers: list[int], hidden: int) -> dict[str, list[int]]:
+    def block(k, part):  # part 0: last token, 1: response mean, of the k-th layer in `layers`
+        start = (2 * k + part) * hidden
+        return list(range(start, start + hidden))
+
+    final = len(layers) - 1
+    return {
+        "last token, final layer": block(final, 0),
+        "last + mean, final layer": block(final, 0) + block(final, 1),
+        f"last + mean, layers {','.join(map(str, layers))}": [i for k in range(len(layers)) for part in (0, 1)
+                                                               for i in block(k, part)],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objective", choices=["helpfulness", "safety"], default="helpfulness")
+    parser.add_argument("--pairs", type=int, default=100_000, help="training pairs (seeded sample; default all)")
+    parser.add_argument("--max-length", type=int, default=192)
+    parser.add_argument("--layers", type=int, nargs="+", default=[8, 16, 24, 30],
+                        help="hidden states read (0 embeddings, 30 the final layer of SmolLM2-135M)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    rm_length = _rm_length()
+    with tempfile.TemporaryDirectory() as folder:
+        data = rm_length.data_write(argparse.Namespace(objective=args.objective, pairs=args.pairs, heldout=0,
+                                                       max_length=args.max_length), Path(folder))
+        from rewardmodel.data import TrainingPair
+
+        train_pairs, heldout = ([TrainingPair(**p) for p in json.loads((Path(folder) / name).read_text())]
+                                for name in ("train.json", "heldout.json"))
+    from rewardmodel.evaluation import report
+
+    cpu = time.process_time()
+    train_x = features(train_pairs, args.max_length, args.layers).double()
+    read_cpu = time.process_time() - cpu
+    score_cpu = time.process_time()
+    heldout_x = features(heldout, args.max_length, args.layers).double()
+    score_cpu = time.process_time() - score_cpu
+    folds = torch.tensor([zlib.crc32(p.prompt_key.encode()) % FOLDS for p in train_pairs])
+    hidden = train_x.shape[-1] // (2 * len(args.layers))
+
+    rows = {}
+    for name, columns in feature_sets(args.layers, hidden).items():
+        cpu = time.process_time()
+        train_gaps = train_x[:, 0, columns] - train_x[:, 1, columns]
+        margins, cv, l2 = probe(train_gaps, folds, heldout_x[:, 0, columns] - heldout_x[:, 1, columns])
+        fit_cpu = time.process_time() - cpu
+        scores = [(m, 0.0) for m in margins.tolist()]
+        length = report(heldout, scores)["length"]
+        correct = sum(m > 0 for m in margins.tolist())
+        low, high = wilson_interval(correct, len(heldout))
+        rows[name] = {
+            "features": name, "dimensions": len(columns), "l2": l2, "cv_accuracy": round(cv, 4),
+            "accuracy": round(correct / len(heldout), 4), "ci95": [round(low, 4), round(high, 4)],
+            "chosen_longer": length["chosen_longer"], "chosen_shorter": length["chosen_shorter"],
+            "model_agrees_longer": length["model_agrees_longer"], "humans_agree_longer": length["humans_agree_longer"],
+            "longer_wins": length["longer_wins"], "bias": length["bias"],
+            "train_cpu_seconds": round(read_cpu + fit_cpu, 1), "score_cpu_seconds": round(score_cpu, 1),
+            "margins": [round(m, 4) for m in margins.tolist()],
+        }
+    chosen = max(rows, key=lambda name: rows[name]["cv_accuracy"])
+    key = f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
+    runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
+    runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
+                 "command": "bench/rm_probe.py " + " ".join(sys.argv[1:]), "feature_sets": rows}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, cpu",
+                                   "runs": runs}, indent=2))
+
+    print(f"\n{key}: {len(train_pairs)} training pairs read in {read_cpu / 60:.1f} CPU-min; "
+          f"{len(heldout)} held-out ({', '.join(data['heldout_sources'])})")
+    print(f"{'features':32} {'dims':>5} {'cv acc':>7} {'acc':>6} {'95% CI':>13} {'longer':>7} {'shorter':>8} "
+          f"{'agrees longer':>14} {'train CPU s':>12}")
+    for name, row in rows.items():
+        print(f"{name + (' *' if name == chosen else ''):32} {row['dimensions']:5} {row['cv_accuracy']:7.3f} "
+              f"{row['accuracy']:6.3f} {row['ci95'][0]:6.3f}-{row['ci95'][1]:.3f} "
+              f"{row['chosen_longer']['accuracy']:7.3f} {row['chosen_shorter']['accuracy']:8.3f} "
+              f"{row['model_agrees_longer']:6.3f} / {row['humans_agree_longer']:.3f} {row['train_cpu_seconds']:12.0f}")
+    print(f"longer-wins baseline {next(iter(rows.values()))['longer_wins']:.3f}; * chosen by cross-validated "
+          f"accuracy on the training pairs\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
