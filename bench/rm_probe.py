@@ -70,6 +70,8 @@ def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
     base = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
     tokenizer = _tokenizer(base)
     model = AutoModel.from_pretrained(base, dtype=torch.float32, local_files_only=True).eval()
+    if bad := [layer for layer in layers if not 0 <= layer <= model.config.num_hidden_layers]:
+        sys.exit(f"--layers {' '.join(map(str, bad))}: {base.name} has hidden states 0-{model.config.num_hidden_layers}")
     packed = encode_pairs(tokenizer, pairs, max_length)
     order = sorted(range(len(packed)), key=lambda i: len(packed[i]))  # little padding per batch
     out = torch.zeros(len(pairs), 2, len(layers) * 2 * model.config.hidden_size)
