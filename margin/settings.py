@@ -106,6 +106,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend with a fair wait for the write lock (margin/sqlite/base.py says why).
+    DATABASES["default"]["ENGINE"] = "margin.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock when a transaction starts, so check-then-insert
         # (assignment capacity) cannot interleave; writers wait up to `timeout` seconds
