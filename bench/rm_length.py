@@ -45,10 +45,10 @@ from core.intervals import wilson_interval  # noqa: E402
 RESULTS = REPO / "bench" / "results" / "rm_length.json"
 PROJECTS = {"helpfulness": "Open helpfulness", "safety": "HH harmless"}
 
-# The recipes the variants change, as they were when these runs began: the helpfulness recipe has
-# since become the best variant measured here (all layers, length head; rewardmodel/recipes/).
+# The fine-tuning recipes the variants change, as they were when these runs began (the product's
+# recipes are now probes, bench/rm_probe.py; the best fine-tuned one is bench/recipes/helpfulness-finetune.json).
 BASES = {"helpfulness": REPO / "bench" / "recipes" / "helpfulness-top4.json",
-         "safety": REPO / "rewardmodel" / "recipes" / "safety-cpu.json"}
+         "safety": REPO / "bench" / "recipes" / "safety-top8.json"}
 # One change each against that base; cheapest first, so a cut-short run has the main answers.
 VARIANTS = {
     "recipe": {},

@@ -13,8 +13,10 @@ mean over the response's tokens), and a logistic regression on the chosen-minus-
 (no bias, so the order of a pair does not matter) is the reward head. Its L2 weight is picked by
 5-fold cross-validation on the training pairs, folds by prompt (pairs of one prompt never sit on
 both sides of a fold, as the held-out split keeps them apart). Three feature sets are compared:
-the last token of the final layer (what the product's head reads), last + mean of the final
+the last token of the final layer (what a fine-tuned head reads), last + mean of the final
 layer, last + mean at every --layers; the one with the best cross-validated accuracy is "chosen".
+The reading and the fit are the product's (rewardmodel/probe.py, `method: probe`; the recipes in
+rewardmodel/recipes/ are this bench's chosen set); the bench adds the feature-set comparison.
 
 Same data, split and held-out pairs as bench/rm_length.py (its data_write), same report
 (rewardmodel/evaluation.py's length baselines). train_cpu_seconds: the process time of reading
@@ -31,7 +33,6 @@ import platform
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +47,6 @@ import torch  # noqa: E402
 from core.intervals import wilson_interval  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rm_probe.json"
-L2_GRID = [1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
-FOLDS = 5
 
 
 def _rm_length():
@@ -59,12 +58,14 @@ def _rm_length():
 
 def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
     """(pairs, 2 sides, layers x 2 x hidden): last-token and response-mean hidden states per layer,
-    read from packed rows cut as training cuts them (left side, --max-length tokens per side)."""
+    read as the product's probe reads them (rewardmodel/probe.py's read_pairs; left side,
+    --max-length tokens per side)."""
     from transformers import AutoModel
 
     from modelruntime.modelstore import default_model_dir
-    from modelruntime.packing import packed_batch
+    from modelruntime.readout import Readout
     from rewardmodel.modeling import _tokenizer
+    from rewardmodel.probe import read_pairs
     from rewardmodel.training import encode_pairs
 
     base = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
@@ -74,48 +75,18 @@ def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
         sys.exit(f"--layers {' '.join(map(str, bad))}: {base.name} has hidden states 0-{model.config.num_hidden_layers}")
     packed = encode_pairs(tokenizer, pairs, max_length)
     order = sorted(range(len(packed)), key=lambda i: len(packed[i]))  # little padding per batch
-    out = torch.zeros(len(pairs), 2, len(layers) * 2 * model.config.hidden_size)
-    with torch.inference_mode():
-        for start in range(0, len(order), 8):
-            rows = order[start : start + 8]
-            ids, mask, positions, _, _ = packed_batch([packed[i] for i in rows], tokenizer.pad_token_id)
-            hidden = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                           output_hidden_states=True).hidden_states
-            for b, i in enumerate(rows):
-                p = packed[i]
-                spans = [(p.prefix, p.prefix + p.chosen), (p.prefix + p.chosen, len(p))]
-                for side, (begin, end) in enumerate(spans):
-                    out[i, side] = torch.cat([v for layer in layers
-                                              for v in (hidden[layer][b, end - 1], hidden[layer][b, begin:end].mean(0))])
-    return out
+    batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+    return read_pairs(model, tokenizer.pad_token_id, packed, Readout(tuple(layers), response_mean=True), batches, "cpu")
 
 
-def fit(gaps: torch.Tensor, l2: float) -> torch.Tensor:
-    """Weights w minimising mean log(1 + exp(-gap . w)) + l2 |w|^2: the Bradley-Terry loss of the
-    product's reward model (rewardmodel/loss.py, margin 0) on a linear head over frozen features."""
-    w = torch.zeros(gaps.shape[1], dtype=gaps.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], max_iter=300, line_search_fn="strong_wolfe")
+def probe(train_x, folds, heldout_x):
+    """(held-out margins, cross-validated accuracy, chosen L2) for one feature set: the product's
+    head_fit, margin 0 (the Bradley-Terry loss)."""
+    from rewardmodel.probe import head_fit
 
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.softplus(-(gaps @ w)).mean() + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return w.detach()
-
-
-def probe(train_gaps, folds, heldout_gaps):
-    """(held-out margins, cross-validated accuracy, chosen L2) for one feature set."""
-    scale = train_gaps.std(0).clamp_min(1e-6)
-    train_gaps, heldout_gaps = train_gaps / scale, heldout_gaps / scale
-    cv = {}
-    for l2 in L2_GRID:
-        right = sum(((train_gaps[folds == f] @ fit(train_gaps[folds != f], l2)) > 0).sum().item() for f in range(FOLDS))
-        cv[l2] = right / len(train_gaps)
-    l2 = max(L2_GRID, key=cv.get)
-    return heldout_gaps @ fit(train_gaps, l2), cv[l2], l2
+    head, metrics = head_fit(train_x, torch.zeros(len(train_x)), folds)
+    weight = head.weight[0].double()
+    return (heldout_x[:, 0] - heldout_x[:, 1]) @ weight, metrics["rm/cv_accuracy"], metrics["l2"]
 
 
 def feature_sets(layers: list[int], hidden: int) -> dict[str, list[int]]:
@@ -153,6 +124,7 @@ def main():
         train_pairs, heldout = ([TrainingPair(**p) for p in json.loads((Path(folder) / name).read_text())]
                                 for name in ("train.json", "heldout.json"))
     from rewardmodel.evaluation import report
+    from rewardmodel.probe import prompt_folds
 
     cpu = time.process_time()
     train_x = features(train_pairs, args.max_length, args.layers).double()
@@ -160,14 +132,13 @@ def main():
     score_cpu = time.process_time()
     heldout_x = features(heldout, args.max_length, args.layers).double()
     score_cpu = time.process_time() - score_cpu
-    folds = torch.tensor([zlib.crc32(p.prompt_key.encode()) % FOLDS for p in train_pairs])
+    folds = prompt_folds(train_pairs)
     hidden = train_x.shape[-1] // (2 * len(args.layers))
 
     rows = {}
     for name, columns in feature_sets(args.layers, hidden).items():
         cpu = time.process_time()
-        train_gaps = train_x[:, 0, columns] - train_x[:, 1, columns]
-        margins, cv, l2 = probe(train_gaps, folds, heldout_x[:, 0, columns] - heldout_x[:, 1, columns])
+        margins, cv, l2 = probe(train_x[:, :, columns], folds, heldout_x[:, :, columns])
         fit_cpu = time.process_time() - cpu
         scores = [(m, 0.0) for m in margins.tolist()]
         length = report(heldout, scores)["length"]

@@ -54,13 +54,13 @@ def read_metadata(path: Path | str) -> dict:
 def save_checkpoint(model, tokenizer, dest: Path | str, metadata: dict, extra_files: dict | None = None) -> Path:
     """Write model + tokenizer to `dest` atomically, replacing whatever is there; returns `dest`.
 
-    `extra_files` (name -> text) land in the same directory, inside the same atomic swap.
+    `extra_files` (name -> text or bytes) land in the same directory, inside the same atomic swap.
     """
     def write(tmp: Path):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
+        for name, content in (extra_files or {}).items():
+            (tmp / name).write_bytes(content) if isinstance(content, bytes) else (tmp / name).write_text(content)
 
     marker = {"created_at": datetime.now(timezone.utc).isoformat(), **metadata}
     return folder_write_atomic(dest, write, marker_name=MARKER_NAME, marker=marker)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from modelruntime.readout import readout_features, readout_of, readout_states
+
 PREFIX, CHOSEN, REJECTED, PADDING = 0, 1, 2, -1
 
 
@@ -26,6 +28,11 @@ class PackedPair:
     prefix: int  # tokens of shared context at the start of `ids`
     chosen: int  # tokens of the chosen tail after it
     rejected: int  # tokens of the rejected tail after that
+    alike: int = 0  # of the prefix, its last `alike` tokens begin both responses alike
+
+    @property
+    def response_start(self):
+        return self.prefix - self.alike
 
     def __len__(self):
         return len(self.ids)
@@ -42,7 +49,8 @@ def pack(chosen_ids: list[int], rejected_ids: list[int], max_length: int, side: 
     prompt = _shared(chosen_ids, rejected_ids) if prompt is None else min(prompt, _shared(chosen_ids, rejected_ids))
     prefix, (chosen, rejected) = fit(chosen_ids[:prompt], [chosen_ids[prompt:], rejected_ids[prompt:]], max_length, side)
     alike = _shared(chosen, rejected)
-    return PackedPair(prefix + chosen + rejected[alike:], len(prefix) + alike, len(chosen) - alike, len(rejected) - alike)
+    return PackedPair(prefix + chosen + rejected[alike:], len(prefix) + alike, len(chosen) - alike, len(rejected) - alike,
+                      alike)
 
 
 def _shared(a: list[int], b: list[int]) -> int:
@@ -76,11 +84,13 @@ def fit(prefix: list[int], tails: list[list[int]], max_length: int, side: str = 
 
 
 def packed_batch(pairs: list[PackedPair], pad_id: int, device=None):
-    """Tensors for one forward pass: ids, a 4D attention mask, position ids, the two read-outs."""
+    """Tensors for one forward pass: ids, a 4D attention mask, position ids, the two read-outs,
+    and each response's tokens ((2 x rows, width) bool: chosen rows, then rejected rows)."""
     width = max(len(p) for p in pairs)
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     segment = torch.full((len(pairs), width), PADDING, dtype=torch.long)
     positions = torch.zeros((len(pairs), width), dtype=torch.long)
+    spans = torch.zeros((2, len(pairs), width), dtype=torch.bool)
     chosen_at, rejected_at = [], []
     for row, p in enumerate(pairs):
         ids[row, : len(p)] = torch.tensor(p.ids)
@@ -88,6 +98,9 @@ def packed_batch(pairs: list[PackedPair], pad_id: int, device=None):
         segment[row, : p.prefix] = PREFIX
         segment[row, p.prefix : c_end] = CHOSEN
         segment[row, c_end:r_end] = REJECTED
+        spans[:, row, p.response_start : p.prefix] = True  # the start both responses share
+        spans[0, row, p.prefix : c_end] = True
+        spans[1, row, c_end:r_end] = True
         positions[row, :c_end] = torch.arange(c_end)
         positions[row, c_end:r_end] = torch.arange(p.prefix, p.prefix + p.rejected)  # restarts
         chosen_at.append(c_end - 1)
@@ -103,14 +116,22 @@ def packed_batch(pairs: list[PackedPair], pad_id: int, device=None):
         positions.to(device),
         torch.tensor(chosen_at, device=device),
         torch.tensor(rejected_at, device=device),
+        spans.flatten(0, 1).to(device),
     )
 
 
-def packed_scores(model, ids, mask, positions, chosen_at, rejected_at):
-    """(chosen scores, rejected scores) of a packed batch."""
-    hidden = model.base_model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-    ).last_hidden_state
-    rows = torch.arange(hidden.size(0), device=hidden.device)
-    values = model.score(torch.cat([hidden[rows, chosen_at], hidden[rows, rejected_at]])).squeeze(-1).float()
-    return values[: len(rows)], values[len(rows) :]
+def packed_features(model, ids, mask, positions, chosen_at, rejected_at, spans, readout=None):
+    """(2 x rows, width) what the head reads, chosen rows then rejected rows, as `readout` (default:
+    the model's, modelruntime/readout.py) says: the final layer's last token, or a probe's layers."""
+    readout = readout or readout_of(model)
+    output = model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                              output_hidden_states=bool(readout.layers))
+    rows = torch.arange(ids.size(0), device=ids.device).repeat(2)
+    return readout_features(readout, readout_states(output, readout), rows, torch.cat([chosen_at, rejected_at]), spans)
+
+
+def packed_scores(model, *batch):
+    """(chosen scores, rejected scores) of a packed batch (packed_batch's tensors)."""
+    values = model.score(packed_features(model, *batch)).squeeze(-1).float()
+    half = values.size(0) // 2
+    return values[:half], values[half:]

@@ -27,11 +27,12 @@ class PrefixCache:
         self.hits = 0  # rows whose prompt was not computed for them
         self.misses = 0  # prompts computed
 
-    def run(self, backbone, prefixes: list[list[int]], suffixes: list[list[int]]):
+    def run(self, backbone, prefixes: list[list[int]], suffixes: list[list[int]], layers: tuple[int, ...] = ()):
         """Final hidden states of every suffix token, each row continuing its prefix.
 
         `backbone` is the frozen model's decoder (returns `last_hidden_state`); prefixes may be
-        empty, suffixes may not. Returns (hidden (B, S, H), suffix mask (B, S)), right-padded.
+        empty, suffixes may not. Returns (hidden (B, S, H), suffix mask (B, S)), right-padded;
+        with `layers` (indices of output_hidden_states), a list of those layers' states instead.
         """
         if any(not suffix for suffix in suffixes):
             raise ValueError("every row needs at least one token after its prefix")
@@ -52,10 +53,12 @@ class PrefixCache:
         starts = torch.tensor([len(p) for p in prefixes])
         positions = starts[:, None] + torch.arange(length)  # each row numbered from its own start
         cache = self._batch_cache([known.get(tuple(p)) for p in prefixes], prefixes, width, device) if width else None
-        hidden = backbone(
+        output = backbone(
             input_ids=suffix_ids.to(device), attention_mask=torch.cat([prefix_mask, suffix_mask], 1).to(device),
             position_ids=positions.to(device), past_key_values=cache, use_cache=cache is not None,
-        ).last_hidden_state
+            output_hidden_states=bool(layers),
+        )
+        hidden = [output.hidden_states[layer] for layer in layers] if layers else output.last_hidden_state
         return hidden, suffix_mask.to(device)
 
     def _lookup(self, backbone, wanted: list[tuple[int, ...]], device, batch_size: int = 8) -> dict:

@@ -6,9 +6,16 @@ read them. The validated-dataclass base and `ConfigError` are modelruntime/confi
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 from modelruntime.config import AdamWConfig, ConfigError, DistributedConfig, config_field
+
+PROBE_LAYERS = re.compile(r"^\d+(,\d+)*$")
+# Fields of fine-tuning a probe config must leave at these values (a probe trains no weights).
+FINETUNE_ONLY = {"processes": 1, "nodes": 1, "lora_rank": 0, "train_layers": 0, "safety_aux_weight": 0.0,
+                 "length_decorrelation_weight": 0.0, "length_head": False, "length_balanced_batches": False}
 
 
 @dataclass
@@ -84,6 +91,22 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
         False, "A fitted length term (weight x log length ratio) takes the length part of each preference "
         "in training and is dropped at scoring (ODIN's length head)."
     )
+    # Issue 21 (bench/rm_probe.py): on CPU a frozen chat model read once per pair beat fine-tuning in
+    # the same 30 minutes, because a forward pass without gradients reads every pair where
+    # fine-tuning fits about 600 (helpfulness 70.6 % vs 69.2 %, safety 68.1 % vs 64.2 %).
+    method: str = config_field(
+        "finetune", "finetune: train the chat model with a scalar head (Llama 2); probe: keep it frozen and fit "
+        "a linear head on several layers' states, last token and response mean (rewardmodel/probe.py).",
+        choices=("finetune", "probe"),
+    )
+    probe_layers: str = config_field(
+        "", "Probe: hidden states read, comma-separated (0: embeddings; the model's layer count: its final "
+        "layer); empty: four, evenly spaced up to the final one."
+    )
+    probe_l2: float = config_field(
+        0.0, "Probe: L2 weight of the head on standardised features; 0 picks it by 5-fold cross-validation "
+        "over prompts.", ge=0
+    )
     checkpoint_every: int = config_field(50, "Save a resumable checkpoint every N optimizer steps.", gt=0)
     seed: int = config_field(0, "Seeds data order and the head's initialisation (the held-out split is fixed: core/heldout.py).", ge=0)
     max_pairs: int = config_field(0, "Use at most this many training pairs (0: all); for quick runs.", ge=0)
@@ -96,6 +119,23 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
             )
         if self.mix_ratio != -1 and self.mix_ratio < 0:
             raise ConfigError("mix_ratio", f"mix_ratio must be >= 0 (or -1 for the paper's), got {self.mix_ratio!r}")
+        if self.probe_layers and not PROBE_LAYERS.match(self.probe_layers):
+            raise ConfigError("probe_layers", f"probe_layers must be layer numbers separated by commas, e.g. "
+                                              f"8,16,24,30; got {self.probe_layers!r}")
+        if self.method == "probe":  # these change how weights of the model train; the probe trains none
+            for name, off in FINETUNE_ONLY.items():
+                if getattr(self, name) != off:
+                    raise ConfigError(name, f"{name} is {getattr(self, name)!r}, but the probe (method probe) "
+                                            f"trains no weights of the model: set it to {off!r} or use method finetune")
+
+    def probe_layer_numbers(self, num_layers: int) -> tuple[int, ...]:
+        """The hidden states a probe reads, checked against a model with `num_layers` layers."""
+        if not self.probe_layers:
+            return tuple(math.ceil(num_layers * k / 4) for k in range(1, 5))
+        layers = tuple(int(layer) for layer in self.probe_layers.split(","))
+        if bad := [layer for layer in layers if layer > num_layers]:
+            raise ConfigError("probe_layers", f"probe_layers {bad[0]}: the model has hidden states 0-{num_layers}")
+        return layers
 
     def mix_ratio_for(self, objective: str) -> float:
         if self.mix_ratio >= 0:

@@ -36,13 +36,19 @@ def load_for_training(base_path: Path | str, *, seed: int = 0, device=None):
 
 
 def load_for_scoring(path: Path | str, device=None):
+    """(model, tokenizer); a probe checkpoint's head and readout replace the scalar head
+    (modelruntime/readout.py), so every scorer reads it as it was trained."""
     from transformers import AutoModelForSequenceClassification
+
+    from modelruntime.readout import readout_load
 
     model = AutoModelForSequenceClassification.from_pretrained(
         path, dtype=torch.float32, local_files_only=True
     )
     if model.config.num_labels != 1:
         raise ValueError(f"{path} is not a reward model (its head has {model.config.num_labels} outputs)")
+    if probe := readout_load(path):
+        model.readout, model.score = probe
     return model.to(device or "cpu").eval(), _tokenizer(path)
 
 
@@ -97,7 +103,12 @@ def pad_batch(sequences: list[list[int]], pad_id: int, device=None):
 
 
 def scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """One scalar per row, read at the row's last real token (rows are right-padded)."""
+    """One scalar per row, read at the row's last real token (rows are right-padded); a fine-tuned
+    reward model's readout only (RewardScorer and packed_scores read any)."""
+    from modelruntime.readout import FINAL_TOKEN, readout_of
+
+    if readout_of(model) != FINAL_TOKEN:
+        raise ValueError("scores() reads the final layer's last token; score a probe reward model with RewardScorer")
     hidden = model.base_model(
         input_ids=input_ids, attention_mask=attention_mask, use_cache=False
     ).last_hidden_state

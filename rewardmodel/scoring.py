@@ -16,6 +16,7 @@ import torch
 from core.jsonio import RecordError, jsonl_rows
 from core.vocabulary import check_messages
 from modelruntime.packing import fit
+from modelruntime.readout import readout_features, readout_of
 from rewardmodel.modeling import encode, load_for_scoring, prompt_length
 
 
@@ -49,13 +50,16 @@ class RewardScorer:
         # Similar lengths share a batch: less padding to compute.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
         result = [0.0] * len(prompts)
+        readout = readout_of(self.model)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 hidden, mask = self.prompts.run(self.model.base_model, [prompts[i] for i in rows],
-                                                [responses[i] for i in rows])
-                last = hidden[torch.arange(len(rows), device=hidden.device), mask.sum(1) - 1]  # (B, H)
-                for i, value in zip(rows, self.model.score(last).squeeze(-1).float().tolist()):
+                                                [responses[i] for i in rows], readout.layers)
+                # Only the response's tokens were run: its last is the score's token, all are its span.
+                features = readout_features(readout, hidden if readout.layers else [hidden],
+                                            torch.arange(len(rows), device=mask.device), mask.sum(1) - 1, mask)
+                for i, value in zip(rows, self.model.score(features).squeeze(-1).float().tolist()):
                     result[i] = value
         return result
 

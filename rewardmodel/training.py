@@ -144,9 +144,16 @@ def train(
     device=None,
     metadata: dict | None = None,
 ) -> TrainResult:
-    """Train on `pairs` and save the reward model to `output_dir/model`; resumable."""
+    """Train on `pairs` and save the reward model to `output_dir/model`; resumable. With method
+    "probe", the model stays frozen and a linear head is fitted instead (rewardmodel/probe.py)."""
     from modelruntime.allocator import keep_freed_memory
     from modelruntime.modelstore import save_checkpoint
+
+    if config.method == "probe":
+        from rewardmodel.probe import train_probe
+
+        return train_probe(config, pairs, output_dir, base_path=base_path, on_progress=on_progress, device=device,
+                           metadata=metadata)
 
     if not pairs:
         raise NoTrainingData("no training pairs")

@@ -138,7 +138,7 @@ def pair_logprobs(model, chunk, pad_id) -> torch.Tensor:
     predicted (for a 135M model the 49k-word output layer is a fifth of the work)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA: adapters stay in
     packed, picks = zip(*(pair_packed(chosen, rejected) for chosen, rejected in chunk))
-    input_ids, mask, position_ids, _, _ = packed_batch(list(packed), pad_id, model.device)
+    input_ids, mask, position_ids, *_ = packed_batch(list(packed), pad_id, model.device)
     hidden = base.get_decoder()(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
                                 use_cache=False).last_hidden_state  # (B, T, H)
     rows, sources, targets, sides = torch.tensor(

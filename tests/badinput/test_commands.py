@@ -93,6 +93,13 @@ CASES = {
     "train_reward_model: NUL escaped in JSON": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", 'base_model="a\\u0000b"'],
         "base_model: base_model must not contain a NUL character"),
+    "train_reward_model: probe with LoRA": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "method=probe", "--set", "lora_rank=8"],
+        "lora_rank: lora_rank is 8, but the probe (method probe) trains no weights of the model"),
+    "train_reward_model: probe layers not numbers": (
+        ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "method=probe",
+         "--set", 'probe_layers="last"'],
+        "probe_layers: probe_layers must be layer numbers separated by commas, e.g. 8,16,24,30; got 'last'"),
     "train_reward_model: --set without a name": (
         ["train_reward_model", "--project", "Helpful", "--name", "rm", "--set", "=1"], "--set expects name=value, got '=1'"),
     "train_reward_model: config not an object": (

@@ -36,6 +36,10 @@ def test_reward_model_form_shows_every_config_field_with_its_help(staff_client, 
     ({"name": "rm-1", "heldout_fraction": "1.5"}, "heldout_fraction", "must be in [0, 1)"),
     ({"name": "rm-1", "margin_scheme": "huge"}, "margin_scheme", "must be none, small or large"),
     ({"name": "rm-1", "truncation_side": "middle"}, "truncation_side", "middle is not one of the available choices"),
+    ({"name": "rm-1", "method": "probe", "lora_rank": "8"}, "lora_rank",
+     "LoRA rank is 8, but the probe (method probe) trains no weights of the model"),
+    ({"name": "rm-1", "method": "probe", "probe_layers": "8;16"}, "probe_layers",
+     "Probe layers must be layer numbers separated by commas"),
 ])
 def test_reward_model_launch_with_bad_input(staff_client, crafted, data, field, message):
     if field != "project":

@@ -46,3 +46,26 @@ def test_cancel_stops_a_running_training_job(start_worker, tiny_model_path):
     wait_until(lambda: _state(job) == Job.State.CANCELLED, 60, "the job to stop")
     assert job.progress_step < job.progress_total
     assert not RewardModel.objects.filter(name="cancelled-rm").exists()
+
+
+def test_worker_fits_a_probe_on_the_real_chat_model(start_worker, smollm2_dir):
+    """The CPU recipes' method (rewardmodel/recipes/): SmolLM2-135M-Instruct stays frozen, four of
+    its layers are read, and the registered model scores through RewardScorer like any other."""
+    from rewardmodel.scoring import load_scorer
+
+    project = judged_project(48)
+    config = {"base_model": str(smollm2_dir), "method": "probe", "probe_layers": "8,16,24,30",
+              "max_length": 64, "heldout_fraction": 0.25}
+    job = reward_model_train_start(project=project, name="probe-rm", config=config)
+    start_worker()
+    wait_until(lambda: _state(job) in Job.FINISHED_STATES, 300, "the probe job")
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.progress_step == job.progress_total and "rm/cv_accuracy" in job.metrics
+    model = RewardModel.objects.get(name="probe-rm")
+    assert model.metrics["heldout"]["accuracy"] >= 0.9  # polite on-topic answers against "No."
+    question = [{"role": "user", "content": "Question 7: tell me something about knots."}]
+    polite, curt = load_scorer("probe-rm", "cpu").score([
+        [*question, {"role": "assistant", "content": "Gladly! Here is a useful fact about knots, explained step by step."}],
+        [*question, {"role": "assistant", "content": "No."}],
+    ])
+    assert polite > curt
