@@ -80,13 +80,18 @@ def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
 
 
 def probe(train_x, folds, heldout_x):
-    """(held-out margins, cross-validated accuracy, chosen L2) for one feature set: the product's
-    head_fit, margin 0 (the Bradley-Terry loss)."""
-    from rewardmodel.probe import head_fit
+    """(held-out margins, cross-validated accuracy, chosen L2, held-out accuracy at every L2) for one
+    feature set: the product's head_fit, margin 0 (the Bradley-Terry loss). The last is reported,
+    never used to pick: it shows how much the held-out figure depends on the L2 weight."""
+    from rewardmodel.probe import L2_GRID, head_fit
+
+    def heldout_margins(head):
+        return (heldout_x[:, 0] - heldout_x[:, 1]) @ head.weight[0].double()
 
     head, metrics = head_fit(train_x, torch.zeros(len(train_x)), folds)
-    weight = head.weight[0].double()
-    return (heldout_x[:, 0] - heldout_x[:, 1]) @ weight, metrics["rm/cv_accuracy"], metrics["l2"]
+    by_l2 = {str(l2): round(float((heldout_margins(head_fit(train_x, torch.zeros(len(train_x)), folds, l2)[0]) > 0)
+                                  .double().mean()), 4) for l2 in L2_GRID}
+    return heldout_margins(head), metrics["rm/cv_accuracy"], metrics["l2"], {"cv": metrics["cv_by_l2"], "heldout": by_l2}
 
 
 def feature_sets(layers: list[int], hidden: int) -> dict[str, list[int]]:
@@ -138,14 +143,14 @@ def main():
     rows = {}
     for name, columns in feature_sets(args.layers, hidden).items():
         cpu = time.process_time()
-        margins, cv, l2 = probe(train_x[:, :, columns], folds, heldout_x[:, :, columns])
+        margins, cv, l2, by_l2 = probe(train_x[:, :, columns], folds, heldout_x[:, :, columns])
         fit_cpu = time.process_time() - cpu
         scores = [(m, 0.0) for m in margins.tolist()]
         length = report(heldout, scores)["length"]
         correct = sum(m > 0 for m in margins.tolist())
         low, high = wilson_interval(correct, len(heldout))
         rows[name] = {
-            "features": name, "dimensions": len(columns), "l2": l2, "cv_accuracy": round(cv, 4),
+            "features": name, "dimensions": len(columns), "l2": l2, "cv_accuracy": round(cv, 4), "by_l2": by_l2,
             "accuracy": round(correct / len(heldout), 4), "ci95": [round(low, 4), round(high, 4)],
             "chosen_longer": length["chosen_longer"], "chosen_shorter": length["chosen_shorter"],
             "model_agrees_longer": length["model_agrees_longer"], "humans_agree_longer": length["humans_agree_longer"],
