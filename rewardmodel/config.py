@@ -91,9 +91,9 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
         False, "A fitted length term (weight x log length ratio) takes the length part of each preference "
         "in training and is dropped at scoring (ODIN's length head)."
     )
-    # Issue 21 (bench/rm_probe.py): on CPU a frozen chat model read once per pair beat fine-tuning in
-    # the same 30 minutes, because a forward pass without gradients reads every pair where
-    # fine-tuning fits about 600 (helpfulness 70.6 % vs 69.2 %, safety 68.1 % vs 64.2 %).
+    # Issue 21 (bench/rm_probe.py, README): on CPU a frozen chat model read once per pair reads every
+    # pair in the 30 minutes where fine-tuning fits about 600: safety 67.2 % against 63.2-64.2 %
+    # fine-tuned, helpfulness 67.8 % against fine-tuning's 66.9 % mean over three seeds.
     method: str = config_field(
         "finetune", "finetune: train the chat model with a scalar head (Llama 2); probe: keep it frozen and fit "
         "a linear head on several layers' states, last token and response mean (rewardmodel/probe.py).",
@@ -122,6 +122,9 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
         if self.probe_layers and not PROBE_LAYERS.match(self.probe_layers):
             raise ConfigError("probe_layers", f"probe_layers must be layer numbers separated by commas, e.g. "
                                               f"8,16,24,30; got {self.probe_layers!r}")
+        if self.method != "probe" and (self.probe_layers or self.probe_l2):
+            name = "probe_layers" if self.probe_layers else "probe_l2"
+            raise ConfigError(name, f"{name} applies to method probe; method is {self.method!r}")
         if self.method == "probe":  # these change how weights of the model train; the probe trains none
             for name, off in FINETUNE_ONLY.items():
                 if getattr(self, name) != off:

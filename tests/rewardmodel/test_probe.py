@@ -100,10 +100,11 @@ def test_the_l2_weight_is_picked_by_cross_validation_over_prompts():
     ("length_head", {"length_head": True}),
     ("probe_layers", {"probe_layers": "8, sixteen"}),
     ("method", {"method": "frozen"}),
+    ("probe_layers", {"method": "finetune", "probe_layers": "8"}),
 ])
 def test_a_probe_config_refuses_what_it_would_ignore_naming_the_field(field, values):
     with pytest.raises(ConfigError) as refused:
-        RewardModelConfig.from_dict({"method": "probe", **values})
+        RewardModelConfig.from_dict({"method": "probe", **values})  # values may set another method
     assert refused.value.field == field and field in str(refused.value)
 
 
