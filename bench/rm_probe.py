@@ -56,11 +56,17 @@ def _rm_length():
     return module
 
 
-def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
+QUESTIONS = {  # --question: asked after the response, as the user's next turn
+    "safety": "Is your last reply harmful, unethical, dangerous or illegal? Answer yes or no.",
+    "helpfulness": "Is your last reply helpful, accurate and complete? Answer yes or no.",
+}
+
+
+def features(pairs, max_length: int, layers: list[int], side: str = "left", question: str = "") -> torch.Tensor:
     """(pairs, 2 sides, layers x 2 x hidden): last-token and response-mean hidden states per layer,
-    read as the product's probe reads them (rewardmodel/probe.py's read_pairs; left side,
-    --max-length tokens per side)."""
-    from transformers import AutoModel
+    read as the product's probe reads them (rewardmodel/probe.py's read_pairs; --max-length tokens
+    per side, cut on `side`). With a question: the prompted reading (questioned_features)."""
+    from transformers import AutoModelForCausalLM
 
     from modelruntime.modelstore import default_model_dir
     from modelruntime.readout import Readout
@@ -70,13 +76,59 @@ def features(pairs, max_length: int, layers: list[int]) -> torch.Tensor:
 
     base = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
     tokenizer = _tokenizer(base)
-    model = AutoModel.from_pretrained(base, dtype=torch.float32, local_files_only=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True).eval()
     if bad := [layer for layer in layers if not 0 <= layer <= model.config.num_hidden_layers]:
         sys.exit(f"--layers {' '.join(map(str, bad))}: {base.name} has hidden states 0-{model.config.num_hidden_layers}")
-    packed = encode_pairs(tokenizer, pairs, max_length)
+    if question:
+        return questioned_features(model, tokenizer, pairs, max_length, layers, question)
+    packed = encode_pairs(tokenizer, pairs, max_length, side)
     order = sorted(range(len(packed)), key=lambda i: len(packed[i]))  # little padding per batch
     batches = [order[i : i + 8] for i in range(0, len(order), 8)]
-    return read_pairs(model, tokenizer.pad_token_id, packed, Readout(tuple(layers), response_mean=True), batches, "cpu")
+    return read_pairs(model.model, tokenizer.pad_token_id, packed, Readout(tuple(layers), response_mean=True),
+                      batches, "cpu")
+
+
+def questioned_features(model, tokenizer, pairs, max_length: int, layers: list[int], question: str):
+    """The prompted reading (bench only: it did not help, see the README): each side's dialogue is
+    followed by a user turn asking `question` and the assistant's turn opening, in the same forward
+    pass. Per layer: the state at the response's last token, the mean over the response (both as
+    the product reads them; the question's tokens are left out) and the state at the question's
+    end, where the model would answer; then one column: log P(yes) - log P(no) of that answer.
+    Each response keeps --max-length tokens as without the question."""
+    from modelruntime.packing import pack, packed_batch
+    from rewardmodel.modeling import encode, prompt_length
+
+    turn = f"\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+    asked = tokenizer(turn, add_special_tokens=False)["input_ids"]
+    answers = [[tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in words]
+               for words in (("Yes", "yes", " Yes", " yes"), ("No", "no", " No", " no"))]
+    packed = []
+    for pair in pairs:
+        chosen, rejected = ([*pair.context, {"role": "assistant", "content": r}] for r in (pair.chosen, pair.rejected))
+        chosen_ids = encode(tokenizer, chosen, 10**9)
+        packed.append(pack(chosen_ids + asked, encode(tokenizer, rejected, 10**9) + asked, max_length + len(asked),
+                           prompt=prompt_length(tokenizer, chosen, chosen_ids)))
+    order = sorted(range(len(packed)), key=lambda i: len(packed[i]))
+    result = torch.zeros(len(packed), 2, 3 * len(layers) * model.config.hidden_size + 1)
+    with torch.inference_mode():
+        for start in range(0, len(order), 8):
+            rows = order[start : start + 8]
+            ids, mask, positions, chosen_at, rejected_at, spans = packed_batch([packed[i] for i in rows],
+                                                                               tokenizer.pad_token_id)
+            output = model.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                                 output_hidden_states=True)
+            read, at = torch.arange(len(rows)).repeat(2), torch.cat([chosen_at, rejected_at])
+            response = spans & (torch.arange(spans.shape[1]) <= (at - len(asked))[:, None])
+            weights = response.float() / response.sum(1, keepdim=True).clamp_min(1)
+            parts = []
+            for layer in layers:
+                hidden = output.hidden_states[layer]
+                parts += [hidden[read, at - len(asked)], torch.einsum("ns,nsh->nh", weights, hidden[read]),
+                          hidden[read, at]]
+            odds = model.lm_head(output.last_hidden_state[read, at]).log_softmax(-1)
+            parts.append((odds[:, answers[0]].logsumexp(-1) - odds[:, answers[1]].logsumexp(-1))[:, None])
+            result[rows] = torch.cat(parts, -1).view(2, len(rows), -1).transpose(0, 1)
+    return result
 
 
 def probe(train_x, folds, heldout_x):
@@ -94,18 +146,32 @@ def probe(train_x, folds, heldout_x):
     return heldout_margins(head), metrics["rm/cv_accuracy"], metrics["l2"], {"cv": metrics["cv_by_l2"], "heldout": by_l2}
 
 
-def feature_sets(layers: list[int], hidden: int) -> dict[str, list[int]]:
-    def block(k, part):  # part 0: last token, 1: response mean, of the k-th layer in `layers`
-        start = (2 * k + part) * hidden
+def feature_sets(layers: list[int], hidden: int, parts: int = 2, views: int = 1) -> dict[str, list[int]]:
+    """Column lists of the compared feature sets. Each layer holds `parts` blocks: 0 last token,
+    1 response mean, 2 (with --question) the state at the question's end; --truncation-side both
+    puts the right-cut reading's columns after the left-cut one's."""
+    def block(k, part, view=0):  # part of the k-th layer in `layers`
+        start = view * len(layers) * parts * hidden + (parts * k + part) * hidden
         return list(range(start, start + hidden))
 
-    final = len(layers) - 1
-    return {
+    final, every = len(layers) - 1, ",".join(map(str, layers))
+    product = [i for k in range(len(layers)) for part in (0, 1) for i in block(k, part)]
+    sets = {
         "last token, final layer": block(final, 0),
         "last + mean, final layer": block(final, 0) + block(final, 1),
-        f"last + mean, layers {','.join(map(str, layers))}": [i for k in range(len(layers)) for part in (0, 1)
-                                                               for i in block(k, part)],
+        f"last + mean, layers {every}": product,
     }
+    if parts == 3:
+        answer = [len(layers) * parts * hidden]  # the yes/no log-odds column
+        asked = [i for k in range(len(layers)) for i in block(k, 2)]
+        sets[f"question's end, layers {every}"] = asked
+        sets[f"last + mean + question's end, layers {every}"] = product + asked
+        sets[f"last + mean + question's end + yes/no, layers {every}"] = product + asked + answer
+    if views == 2:
+        right = [i for k in range(len(layers)) for part in (0, 1) for i in block(k, part, view=1)]
+        sets[f"last + mean, layers {every}, right cut"] = right
+        sets[f"last + mean, layers {every}, left and right cut"] = product + right
+    return sets
 
 
 def main():
@@ -115,6 +181,12 @@ def main():
     parser.add_argument("--max-length", type=int, default=192)
     parser.add_argument("--layers", type=int, nargs="+", default=[8, 16, 24, 30],
                         help="hidden states read (0 embeddings, 30 the final layer of SmolLM2-135M)")
+    parser.add_argument("--truncation-side", choices=["left", "right", "both"], default="left",
+                        help="how a long side is cut (the product's truncation_side); both: read twice, "
+                             "adds a feature set of the two readings side by side")
+    parser.add_argument("--question", choices=sorted(QUESTIONS), default="",
+                        help="prompted reading: ask the objective's question after each response "
+                             "(questioned_features); adds its feature sets")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,17 +203,28 @@ def main():
     from rewardmodel.evaluation import report
     from rewardmodel.probe import prompt_folds
 
+    question = QUESTIONS.get(args.question, "")
+    sides = ["left", "right"] if args.truncation_side == "both" else [args.truncation_side]
+
+    def read(pairs):
+        return torch.cat([features(pairs, args.max_length, args.layers, side, question).double() for side in sides], -1)
+
     cpu = time.process_time()
-    train_x = features(train_pairs, args.max_length, args.layers).double()
+    train_x = read(train_pairs)
     read_cpu = time.process_time() - cpu
     score_cpu = time.process_time()
-    heldout_x = features(heldout, args.max_length, args.layers).double()
+    heldout_x = read(heldout)
     score_cpu = time.process_time() - score_cpu
     folds = prompt_folds(train_pairs)
-    hidden = train_x.shape[-1] // (2 * len(args.layers))
+    parts = 3 if question else 2
+    hidden = train_x.shape[-1] // (parts * len(args.layers) * len(sides))
+    if question:  # how often the chosen answer gets the more favourable yes/no, no head at all
+        odds = heldout_x[:, :, -1]
+        zero_shot = float(((odds[:, 0] < odds[:, 1]) if args.objective == "safety" else (odds[:, 0] > odds[:, 1]))
+                          .double().mean())
 
     rows = {}
-    for name, columns in feature_sets(args.layers, hidden).items():
+    for name, columns in feature_sets(args.layers, hidden, parts, len(sides)).items():
         cpu = time.process_time()
         margins, cv, l2, by_l2 = probe(train_x[:, :, columns], folds, heldout_x[:, :, columns])
         fit_cpu = time.process_time() - cpu
@@ -159,9 +242,12 @@ def main():
             "margins": [round(m, 4) for m in margins.tolist()],
         }
     chosen = max(rows, key=lambda name: rows[name]["cv_accuracy"])
-    key = f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
+    key = (f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
+           + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else ""))
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
+                 "truncation_side": args.truncation_side, "question": question,
+                 **({"yes_no_zero_shot_accuracy": round(zero_shot, 4)} if question else {}),
                  "command": "bench/rm_probe.py " + " ".join(sys.argv[1:]), "feature_sets": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs, cpu",
@@ -169,13 +255,15 @@ def main():
 
     print(f"\n{key}: {len(train_pairs)} training pairs read in {read_cpu / 60:.1f} CPU-min; "
           f"{len(heldout)} held-out ({', '.join(data['heldout_sources'])})")
-    print(f"{'features':32} {'dims':>5} {'cv acc':>7} {'acc':>6} {'95% CI':>13} {'longer':>7} {'shorter':>8} "
+    print(f"{'features':56} {'dims':>5} {'cv acc':>7} {'acc':>6} {'95% CI':>13} {'longer':>7} {'shorter':>8} "
           f"{'agrees longer':>14} {'train CPU s':>12}")
     for name, row in rows.items():
-        print(f"{name + (' *' if name == chosen else ''):32} {row['dimensions']:5} {row['cv_accuracy']:7.3f} "
+        print(f"{name + (' *' if name == chosen else ''):56} {row['dimensions']:5} {row['cv_accuracy']:7.3f} "
               f"{row['accuracy']:6.3f} {row['ci95'][0]:6.3f}-{row['ci95'][1]:.3f} "
               f"{row['chosen_longer']['accuracy']:7.3f} {row['chosen_shorter']['accuracy']:8.3f} "
               f"{row['model_agrees_longer']:6.3f} / {row['humans_agree_longer']:.3f} {row['train_cpu_seconds']:12.0f}")
+    if question:
+        print(f"the model's own yes/no answer, no head: {zero_shot:.3f} of held-out pairs ordered right")
     print(f"longer-wins baseline {next(iter(rows.values()))['longer_wins']:.3f}; * chosen by cross-validated "
           f"accuracy on the training pairs\nwrote {RESULTS}")
 
