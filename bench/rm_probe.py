@@ -189,6 +189,8 @@ def main():
                              "(questioned_features); adds its feature sets")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.question and args.truncation_side != "left":
+        parser.error("--question reads with the left cut only; leave --truncation-side out")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
