@@ -72,7 +72,7 @@ VARIANTS = {
     # Not a config option: pairs augmented so that length does not predict the label (see data_write).
     "all_layers_augmented": {"train_layers": 0},
     # session 11: at 192 tokens "left" drops the prompt of most pairs; "right" keeps the question
-    # and reads each answer from its start (modelruntime/packing.py's fit). Measured worse (README).
+    # and reads each answer from its start (modelruntime/packing.py's fit). Measured worse (bench/REWARD-MODELS.md).
     "all_layers_right": {"train_layers": 0, "truncation_side": "right"},
     "all_layers_length_head_right": {"train_layers": 0, "length_head": True, "truncation_side": "right"},
     # session 12: top-4 layers gained with a higher rate (bench/rm_ablation.py: 3e-4 over 1e-4)

@@ -91,7 +91,7 @@ class RewardModelConfig(AdamWConfig, DistributedConfig):  # processes > 1: torch
         False, "A fitted length term (weight x log length ratio) takes the length part of each preference "
         "in training and is dropped at scoring (ODIN's length head)."
     )
-    # Issue 21 (bench/rm_probe.py, README): on CPU a frozen chat model read once per pair reads every
+    # Issue 21 (bench/rm_probe.py, bench/REWARD-MODELS.md): on CPU a frozen chat model read once per pair reads every
     # pair in the 30 minutes where fine-tuning fits about 600: safety 67.2 % against 63.2-64.2 %
     # fine-tuned, helpfulness 67.8 % against fine-tuning's 66.9 % mean over three seeds.
     method: str = config_field(
