@@ -15,6 +15,9 @@ from margin.models import Job
 
 TASK = "annotation/_task.html"
 MAX_ID = 2**63 - 1  # the largest primary key a database row can have
+# A plain POST (no JavaScript, or Enter pressed before htmx took over a form just swapped in) is
+# answered with a redirect; the "Saved" / "Skipped" banner waits in the session for that page.
+BANNER = "annotation_banner"
 
 
 def _task_context(user, project, *, assignment=None, form=None, error=None, serve=True, **extra):
@@ -83,7 +86,19 @@ def home(request):
 @require_GET
 def compare(request, project_id):
     project = _active_project(project_id)
-    return _render_task(request, _task_context(request.user, project))
+    banner = request.session.pop(BANNER, None) or {}
+    if banner.pop("project", None) != project.pk:
+        banner = {}
+    if "continue_from" in banner:
+        banner["continue_from"] = Comparison.objects.filter(
+            pk=banner["continue_from"], reserved_for=request.user
+        ).first()
+    return _render_task(request, _task_context(request.user, project, **banner))
+
+
+def _redirect_to_compare(request, project, **banner):
+    request.session[BANNER] = {"project": project.pk, **banner}
+    return redirect("annotation:compare", project_id=project.pk)
 
 
 @login_required
@@ -131,7 +146,8 @@ def judge(request, comparison_id):
         )
         return _render_task(request, context)
     if not request.htmx:
-        return redirect("annotation:compare", project_id=project.pk)
+        own = {"continue_from": assignment.comparison.pk} if own_pair else {}
+        return _redirect_to_compare(request, project, saved=saved, **own)
     return _render_task(request, context)
 
 
@@ -160,7 +176,7 @@ def skip(request, comparison_id):
         context["skip_error"] = error
         return _render_task(request, context, status=422)
     if not request.htmx:
-        return redirect("annotation:compare", project_id=project.pk)
+        return _redirect_to_compare(request, project, skipped=True)
     return _render_task(request, _task_context(request.user, project, skipped=True))
 
 

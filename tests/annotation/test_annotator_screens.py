@@ -228,6 +228,19 @@ def test_own_pair_judged_from_the_queue_goes_on_comparing_with_continue_one_link
     assert "Continue the dialogue" in form and 'data-testid="back-to-comparing"' in form
 
 
+def test_own_pair_judged_without_htmx_keeps_continue_one_link_away_after_the_redirect(
+    client, annotator
+):
+    batch = BatchFactory()
+    ComparisonFactory(batch=batch)
+    own = _own_pair(annotator, batch)
+    _compare(client, batch.project)
+    response = client.post(reverse("annotation:judge", args=[own.pk]), {"choice": "left", "strength": "better"})
+    html = client.get(response.url).content.decode()
+    assert 'data-testid="saved"' in html
+    assert f'href="{reverse("annotation:continue", args=[own.pk])}"' in html
+
+
 def test_own_pair_judged_in_the_write_flow_goes_on_to_continue_the_dialogue(client, annotator):
     batch = BatchFactory()
     own = _own_pair(annotator, batch)

@@ -72,6 +72,25 @@ def test_plain_post_redirects_back_to_the_queue(client, annotator):
     )
     assert response.status_code == 302
     assert Judgment.objects.get().strength == Strength.SLIGHTLY_BETTER
+    page = client.get(response.url)  # without htmx the confirmation comes after the redirect, once
+    assert b'data-testid="saved"' in page.content and b"is better (slightly better)" in page.content
+    assert b'data-testid="saved"' not in client.get(response.url).content
+
+
+def test_plain_skip_says_skipped_after_the_redirect_and_only_on_its_project(client, annotator):
+    batch, other = BatchFactory(), BatchFactory()
+    first, second = ComparisonFactory(batch=batch), ComparisonFactory(batch=batch)
+    ComparisonFactory(batch=other)
+    here = reverse("annotation:compare", args=[batch.project.pk])
+    client.get(here)
+    response = client.post(reverse("annotation:skip", args=[first.pk]), {"reason": "Unreadable"})
+    assert response.status_code == 302 and response.url == here
+    page = client.get(here)
+    assert b"Skipped. Here is the next comparison." in page.content
+    assert f'data-comparison="{second.pk}"'.encode() in page.content
+    client.post(reverse("annotation:skip", args=[second.pk]), {"reason": "Unreadable"})
+    elsewhere = client.get(reverse("annotation:compare", args=[other.project.pk]))
+    assert b'data-testid="saved"' not in elsewhere.content  # another project's page: not its banner
 
 
 @pytest.mark.parametrize(
