@@ -336,7 +336,7 @@ def main():
     if args.cache and args.cache.exists():
         cached = torch.load(args.cache)
         if cached.get("read_as") != read_as:
-            sys.exit(f"--cache {args.cache} holds a reading with {cached.get("read_as")}; these flags ask for {read_as}")
+            sys.exit(f"--cache {args.cache} holds a reading with {cached.get('read_as')}; these flags ask for {read_as}")
         train_x, heldout_x, read_cpu, score_cpu = (cached[k] for k in ("train", "heldout", "read_cpu", "score_cpu"))
     else:
         cpu = time.process_time()
