@@ -386,13 +386,13 @@ def main():
             "margins": [round(m, 4) for m in margins.tolist()],
         }
     chosen = max(rows, key=lambda name: rows[name]["cv_accuracy"])
-    if args.pooled:  # the product's reading and every set that adds to it, on all the pairs
+    if args.pooled:  # every feature set on all the pairs, each compared pair by pair with the product's
         product = f"last + mean, layers {','.join(map(str, args.layers))}"
         all_pairs, all_x = train_pairs + heldout, torch.cat([train_x, heldout_x])
         longer = [1.0 if len(p.chosen) > len(p.rejected) else 0.5 if len(p.chosen) == len(p.rejected) else 0.0
                   for p in all_pairs]
         right = {}
-        for name in [product, *(n for n in sets if n != product and (n == chosen or set(sets[product]) <= set(sets[n])))]:
+        for name in [product, *(n for n in sets if n != product)]:
             cpu = time.process_time()
             rows[name]["pooled"] = pooled(all_x, all_pairs, sets[name], longer)
             right[name] = rows[name]["pooled"].pop("right")
