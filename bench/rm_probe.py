@@ -206,7 +206,7 @@ def prompt_product(x: torch.Tensor, prompt: torch.Tensor, layers: int, parts: in
 def pooled(x, pairs, columns, longer) -> dict:
     """Nested cross-validation over every pair, training and held-out together (--pooled): five outer
     folds by prompt; each is scored by a head fitted on the other four, its L2 weight picked by
-    cross-validation inside those four. Five times the held-out pairs, so a tighter interval."""
+    cross-validation inside those four. Five to seven times the held-out split, so a tighter interval."""
     from rewardmodel.evaluation import report
     from rewardmodel.probe import head_fit, prompt_folds
 
